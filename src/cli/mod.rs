@@ -1,0 +1,149 @@
+//! The command line: `importops serve` and the admin subcommands. Parsing lives here; each
+//! group of subcommands has its own module. Errors end as one sentence on stderr and exit 1.
+
+mod ops;
+mod output;
+mod permissions;
+mod serve;
+mod tokens;
+mod users;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::{DEFAULT_DATABASE_URL, Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "importops",
+    version,
+    about = "A standalone server for Rocket.Chat's import-operations API"
+)]
+pub struct Cli {
+    /// sqlite://PATH (created on first use) or postgres://USER@HOST/DB
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server
+    Serve(serve::ServeArgs),
+    /// Apply the database migrations and exit
+    Migrate,
+    /// Add, list, remove, activate or deactivate users
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Grant or revoke a user's roles
+    #[command(subcommand)]
+    Role(users::RoleCommand),
+    /// List permissions or set the roles that hold one
+    #[command(subcommand)]
+    Permission(permissions::PermissionCommand),
+    /// Issue, list or revoke login tokens and personal access tokens
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
+    /// Load, list or remove import operations
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
+}
+
+/// What a command can fail with; shown as one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type CliResult = Result<(), CliError>;
+
+impl From<crate::accounts::AccountError> for CliError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        match e {
+            crate::accounts::AccountError::Invalid(msg) => CliError::Usage(msg),
+            crate::accounts::AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and turns any error into one line and exit 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let url = cli.database_url;
+    match cli.command {
+        Command::Serve(args) => serve::run(&url, args).await,
+        Command::Migrate => {
+            open(&url).await?;
+            println!("the database is up to date");
+            Ok(())
+        }
+        Command::User(cmd) => users::run_user(&open(&url).await?, cmd).await,
+        Command::Role(cmd) => users::run_role(&open(&url).await?, cmd).await,
+        Command::Permission(cmd) => permissions::run(&open(&url).await?, cmd).await,
+        Command::Token(cmd) => tokens::run(&open(&url).await?, cmd).await,
+        Command::Ops(cmd) => ops::run(&open(&url).await?, cmd).await,
+    }
+}
+
+/// Opens and migrates the database named on the command line.
+async fn open(url: &str) -> Result<Store, CliError> {
+    Store::open(url).await.map_err(|e| match e {
+        StoreError::Other(sqlx::Error::Configuration(msg)) => {
+            CliError::Usage(format!("{msg} (got {url:?})"))
+        }
+        other => other.into(),
+    })
+}
+
+/// Logs go to stderr: human lines, filtered by `RUST_LOG` (default: info for the server,
+/// warnings only for admin commands, whose output is on stdout).
+fn init_logging(server: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The user with this username, or an error that says there is none.
+async fn find_user(store: &Store, username: &str) -> Result<crate::domain::user::User, CliError> {
+    store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| no_such_user(username))
+}
+
+fn no_such_user(username: &str) -> CliError {
+    CliError::Usage(format!("there is no user named {username:?}"))
+}

@@ -1,0 +1,150 @@
+//! `importops serve`: start-up (migrations, the bootstrap admin, `--demo`), then the server.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::{CliError, CliResult, open};
+use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::config::{AuthErrorBody, Settings};
+use crate::domain::operation::parse_batch;
+use crate::domain::time::now_ms;
+use crate::http::AppState;
+use crate::store::Store;
+
+/// The documented example that `--demo` loads.
+const DEMO_OPERATIONS: &str = include_str!("../../fixtures/documented-operations.json");
+const DEMO_ADMIN: &str = "admin";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "IMPORTOPS_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Load the documented example into an empty database, ensure a user `admin`, and print a
+    /// curl line with a fresh token
+    #[arg(long)]
+    demo: bool,
+    /// Which 401 body to send
+    #[arg(long, env = "IMPORTOPS_AUTH_ERROR_BODY", value_enum, default_value_t = AuthErrorBody::Documented)]
+    auth_error_body: AuthErrorBody,
+    /// Days a login token lasts after it was issued
+    #[arg(long, env = "IMPORTOPS_LOGIN_EXPIRATION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    login_expiration_days: u32,
+    /// Create this admin user at start-up if it does not exist (with IMPORTOPS_ADMIN_PASSWORD)
+    #[arg(long, env = "IMPORTOPS_ADMIN_USERNAME", hide = true)]
+    admin_username: Option<String>,
+    #[arg(
+        long,
+        env = "IMPORTOPS_ADMIN_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    admin_password: Option<String>,
+}
+
+pub async fn run(url: &str, args: ServeArgs) -> CliResult {
+    let store = open(url).await?;
+    if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
+        bootstrap_admin(&store, username, password).await?;
+    }
+    let demo_token = if args.demo {
+        Some(prepare_demo(&store).await?)
+    } else {
+        None
+    };
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::Io(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Io(format!("cannot read the listening address: {e}")))?;
+    tracing::info!(%addr, backend = ?store.backend(), "importops is listening");
+    if let Some((user_id, token)) = demo_token {
+        let reachable = reachable_address(addr);
+        println!(
+            "importops demo: the documented example, served by user {DEMO_ADMIN} with a fresh token:"
+        );
+        println!(
+            "curl -H 'X-User-Id: {user_id}' -H 'X-Auth-Token: {token}' http://{reachable}/api/v1/getLatestImportOperations"
+        );
+    }
+
+    let settings = Settings {
+        auth_error_body: args.auth_error_body,
+        login_expiration_days: args.login_expiration_days,
+    };
+    crate::server::run(
+        listener,
+        AppState::new(store, settings),
+        crate::server::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| CliError::Io(format!("the server stopped: {e}")))
+}
+
+/// Creates the admin named by the environment, as Rocket.Chat does with ADMIN_USERNAME and
+/// ADMIN_PASS, unless that user exists already.
+async fn bootstrap_admin(store: &Store, username: &str, password: &str) -> CliResult {
+    if store.user_by_username(username).await?.is_some() {
+        return Ok(());
+    }
+    let account = NewAccount {
+        username: username.to_owned(),
+        roles: vec!["admin".into()],
+        password: Some(password.to_owned()),
+        active: true,
+        ..NewAccount::default()
+    };
+    create_user(store, account).await.map_err(|e| match e {
+        AccountError::Invalid(msg) => CliError::Usage(format!("IMPORTOPS_ADMIN_USERNAME: {msg}")),
+        AccountError::Store(e) => e.into(),
+    })?;
+    tracing::info!(username, "created the admin user from the environment");
+    Ok(())
+}
+
+/// Loads the documented example into an empty database, makes sure user `admin` exists, and
+/// issues it a fresh token. Returns the user id and the raw token.
+async fn prepare_demo(store: &Store) -> Result<(String, String), CliError> {
+    if store.count_operations().await? == 0 {
+        let ops = parse_batch(DEMO_OPERATIONS, now_ms()).expect("the documented example is valid");
+        store.upsert_operations(&ops).await?;
+    }
+    let admin = match store.user_by_username(DEMO_ADMIN).await? {
+        Some(user) => user,
+        None => {
+            let account = NewAccount {
+                username: DEMO_ADMIN.into(),
+                name: Some("Administrator".into()),
+                roles: vec!["admin".into()],
+                active: true,
+                ..NewAccount::default()
+            };
+            create_user(store, account).await?
+        }
+    };
+    if !admin.active || !admin.roles.iter().any(|r| r == "admin") {
+        tracing::warn!(
+            "user admin exists but is inactive or lacks the admin role: the demo token may be refused"
+        );
+    }
+    let token = issue_token(store, &admin.id, TokenLifetime::Default).await?;
+    Ok((admin.id, token))
+}
+
+/// An address a local curl can reach: the unspecified address becomes loopback.
+fn reachable_address(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}

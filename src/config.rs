@@ -1,0 +1,37 @@
+//! Server settings that change behaviour at request time. The command line (`cli`) fills
+//! them from flags and environment variables; tests build them directly.
+
+use clap::ValueEnum;
+
+/// Which of Rocket.Chat's two 401 bodies to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum AuthErrorBody {
+    /// The API documentation's body: `{"success":false,"error":"unauthorized"}`.
+    #[default]
+    Documented,
+    /// What Rocket.Chat 7.x/8.x servers send: `You must be logged in to do this.`
+    Rocketchat,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth_error_body: AuthErrorBody,
+    /// How long a login token lasts after it was issued (Rocket.Chat's
+    /// `Accounts_LoginExpiration`, 90 days by default).
+    pub login_expiration_days: u32,
+}
+
+impl Settings {
+    pub fn login_expiration_ms(&self) -> i64 {
+        i64::from(self.login_expiration_days) * 86_400_000
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            auth_error_body: AuthErrorBody::Documented,
+            login_expiration_days: 90,
+        }
+    }
+}

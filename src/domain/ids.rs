@@ -1,0 +1,54 @@
+//! Document ids: Meteor's 17-character random ids and MongoDB's 24-hex ObjectIds.
+
+use rand::Rng;
+
+/// The alphabet of Meteor's `Random.id()`: no 0, 1, I, O, V, l, o, u (easily confused).
+const METEOR_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
+const METEOR_ID_LEN: usize = 17;
+
+/// A new Meteor id from the operating system's random source.
+pub fn new_meteor_id() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..METEOR_ID_LEN)
+        .map(|_| METEOR_ALPHABET[rng.gen_range(0..METEOR_ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn is_meteor_id(s: &str) -> bool {
+    s.len() == METEOR_ID_LEN && s.bytes().all(|b| METEOR_ALPHABET.contains(&b))
+}
+
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An id Rocket.Chat could have written for a document.
+pub fn is_document_id(s: &str) -> bool {
+    is_meteor_id(s) || is_object_id(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_are_meteor_ids_and_differ() {
+        let a = new_meteor_id();
+        let b = new_meteor_id();
+        assert!(is_meteor_id(&a), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn recognises_both_id_forms() {
+        assert!(is_document_id("MJxTRZsYdho8Ww2qq"));
+        assert!(is_document_id("64d69545ee8ae821983005f5"));
+        assert!(!is_document_id("64d69545ee8ae821983005fz"));
+        assert!(!is_document_id("MJxTRZsYdho8Ww2q"));
+        assert!(
+            !is_document_id("MJxTRZsYdho8Ww2q0"),
+            "0 is not in Meteor's alphabet"
+        );
+        assert!(!is_document_id(""));
+    }
+}

@@ -1,0 +1,316 @@
+//! Import operations: the documents `getLatestImportOperations` returns.
+//!
+//! An operation is kept as the JSON document Rocket.Chat would return, with every field,
+//! known or not, in Rocket.Chat's order. Only the fields used for ordering are copied out.
+
+use serde_json::{Map, Value};
+
+use super::ids::{is_document_id, new_meteor_id};
+use super::time::{format_iso_ms, parse_iso_ms};
+
+/// The known fields, in the order Rocket.Chat returns them; other fields follow as stored.
+pub const LEADING_FIELDS: [&str; 8] = [
+    "_id",
+    "type",
+    "importerKey",
+    "ts",
+    "status",
+    "valid",
+    "user",
+    "_updatedAt",
+];
+
+/// Rocket.Chat's import progress steps, the values `status` may take.
+pub const STATUSES: [&str; 20] = [
+    "importer_new",
+    "importer_uploading",
+    "importer_downloading_file",
+    "importer_file_loaded",
+    "importer_preparing_started",
+    "importer_preparing_users",
+    "importer_preparing_channels",
+    "importer_preparing_messages",
+    "importer_preparing_contacts",
+    "importer_user_selection",
+    "importer_importing_started",
+    "importer_importing_users",
+    "importer_importing_channels",
+    "importer_importing_messages",
+    "importer_importing_contacts",
+    "importer_importing_files",
+    "importer_finishing",
+    "importer_done",
+    "importer_import_failed",
+    "importer_import_cancelled",
+];
+
+/// An operation ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub id: String,
+    pub updated_at_ms: i64,
+    /// `ts` in epoch milliseconds, whether it was written as a number or a date.
+    pub ts_ms: i64,
+    pub status: String,
+    pub valid: bool,
+    /// The whole document as compact JSON, fields in Rocket.Chat's order.
+    pub doc: String,
+}
+
+/// Why a document is not an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOperation(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidOperation {
+    InvalidOperation(msg.into())
+}
+
+impl Operation {
+    /// Checks a plain-JSON document and puts it in stored form. A missing `_id` is made, a
+    /// missing `ts` or `_updatedAt` is `now`; dates are normalised to Rocket.Chat's form.
+    pub fn from_document(value: Value, now_ms: i64) -> Result<Self, InvalidOperation> {
+        let Value::Object(mut fields) = value else {
+            return Err(invalid("the record is not a JSON object"));
+        };
+
+        let id = match fields.shift_remove("_id") {
+            None => new_meteor_id(),
+            Some(Value::String(id)) if is_document_id(&id) => id,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "_id {other} is not a 17-character Meteor id or a 24-hex ObjectId"
+                )));
+            }
+        };
+        for key in ["type", "importerKey", "user"] {
+            match fields.get(key) {
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => return Err(invalid(format!("{key} is not a non-empty string"))),
+                None => return Err(invalid(format!("{key} is missing"))),
+            }
+        }
+        let status = match fields.get("status") {
+            Some(Value::String(s)) if STATUSES.contains(&s.as_str()) => s.clone(),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "status {other} is not one of Rocket.Chat's import statuses"
+                )));
+            }
+            None => return Err(invalid("status is missing")),
+        };
+        let valid = match fields.get("valid") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid("valid is not true or false")),
+            None => return Err(invalid("valid is missing")),
+        };
+        let ts_ms = match fields.get_mut("ts") {
+            None => {
+                fields.insert("ts".into(), Value::String(iso(now_ms)?));
+                now_ms
+            }
+            // Older Rocket.Chat wrote `ts` as epoch milliseconds: kept as written.
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .ok_or_else(|| invalid("ts is not a valid number"))?,
+            Some(v @ Value::String(_)) => {
+                let ms = date_field(v, "ts")?;
+                *v = Value::String(iso(ms)?);
+                ms
+            }
+            Some(_) => return Err(invalid("ts is not a number or a date")),
+        };
+        let updated_at_ms = match fields.shift_remove("_updatedAt") {
+            None => now_ms,
+            Some(v) => date_field(&v, "_updatedAt")?,
+        };
+
+        let mut ordered = Map::with_capacity(fields.len() + 2);
+        ordered.insert("_id".into(), Value::String(id.clone()));
+        for key in &LEADING_FIELDS[1..7] {
+            if let Some(v) = fields.shift_remove(*key) {
+                ordered.insert((*key).into(), v);
+            }
+        }
+        ordered.insert("_updatedAt".into(), Value::String(iso(updated_at_ms)?));
+        ordered.extend(fields);
+
+        let doc = serde_json::to_string(&Value::Object(ordered))
+            .map_err(|e| invalid(format!("the record cannot be written as JSON: {e}")))?;
+        Ok(Operation {
+            id,
+            updated_at_ms,
+            ts_ms,
+            status,
+            valid,
+            doc,
+        })
+    }
+}
+
+/// Parses a batch of operations: a JSON array, or one JSON document per line (JSON lines, as
+/// `mongoexport` writes). Extended JSON wrappers are accepted. The first bad record fails the
+/// whole batch, with its position and the reason; so does an `_id` given twice.
+pub fn parse_batch(text: &str, now_ms: i64) -> Result<Vec<Operation>, InvalidOperation> {
+    let records: Vec<(String, Value)> = if text.trim_start().starts_with('[') {
+        let values: Vec<Value> = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("the input is not a valid JSON array ({e})")))?;
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("record {}", i + 1), v))
+            .collect()
+    } else {
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value = serde_json::from_str(line)
+                .map_err(|e| invalid(format!("line {}: not a valid JSON document ({e})", i + 1)))?;
+            records.push((format!("line {}", i + 1), value));
+        }
+        records
+    };
+    let mut seen = std::collections::HashMap::with_capacity(records.len());
+    let mut ops = Vec::with_capacity(records.len());
+    for (place, value) in records {
+        let op = super::ejson::to_plain(value)
+            .map_err(InvalidOperation)
+            .and_then(|v| Operation::from_document(v, now_ms))
+            .map_err(|e| invalid(format!("{place}: {e}")))?;
+        if let Some(first) = seen.insert(op.id.clone(), place.clone()) {
+            return Err(invalid(format!(
+                "{place}: _id {} was already used by {first}",
+                op.id
+            )));
+        }
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+fn date_field(v: &Value, key: &str) -> Result<i64, InvalidOperation> {
+    v.as_str()
+        .and_then(parse_iso_ms)
+        .ok_or_else(|| invalid(format!("{key} {v} is not an ISO-8601 date")))
+}
+
+fn iso(ms: i64) -> Result<String, InvalidOperation> {
+    format_iso_ms(ms).ok_or_else(|| invalid("a date is outside the years 0 to 9999"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(extra: Value) -> Value {
+        let mut base = json!({"type": "CSV", "importerKey": "csv", "status": "importer_new",
+            "valid": true, "user": "d26x6zSkaPSe5gCyy"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        base
+    }
+
+    #[test]
+    fn puts_known_fields_first_and_keeps_the_rest_in_order() {
+        let input = json!({"zeta": 1, "_updatedAt": "2021-10-27T11:26:24.43Z", "user": "u",
+            "file": "f.zip", "valid": false, "status": "importer_done", "ts": 1635280600083u64,
+            "importerKey": "csv", "type": "CSV", "_id": "MJxTRZsYdho8Ww2qq", "alpha": {"b": 1}});
+        let op = Operation::from_document(input, 0).unwrap();
+        assert_eq!(
+            op.doc,
+            r#"{"_id":"MJxTRZsYdho8Ww2qq","type":"CSV","importerKey":"csv","ts":1635280600083,"status":"importer_done","valid":false,"user":"u","_updatedAt":"2021-10-27T11:26:24.430Z","zeta":1,"file":"f.zip","alpha":{"b":1}}"#
+        );
+        assert_eq!(op.updated_at_ms, 1_635_333_984_430);
+        assert_eq!(op.ts_ms, 1_635_280_600_083);
+    }
+
+    #[test]
+    fn ts_as_a_date_is_normalised_and_kept_a_date() {
+        let op = Operation::from_document(doc(json!({"ts": "2023-08-11T20:08:37.655+00:00"})), 5)
+            .unwrap();
+        assert!(
+            op.doc.contains(r#""ts":"2023-08-11T20:08:37.655Z""#),
+            "{}",
+            op.doc
+        );
+        assert_eq!(op.ts_ms, 1_691_784_517_655);
+    }
+
+    #[test]
+    fn fills_in_id_and_times() {
+        let op = Operation::from_document(doc(json!({})), 1_635_333_984_430).unwrap();
+        assert!(crate::domain::ids::is_meteor_id(&op.id));
+        assert!(
+            op.doc
+                .contains(r#""_updatedAt":"2021-10-27T11:26:24.430Z""#)
+        );
+        assert!(op.doc.contains(r#""ts":"2021-10-27T11:26:24.430Z""#));
+    }
+
+    #[test]
+    fn batches_are_arrays_or_json_lines() {
+        let array = r#"[{"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}]"#;
+        let lines = "\n{\"type\":\"A\",\"importerKey\":\"csv\",\"status\":\"importer_new\",\"valid\":true,\"user\":\"u\",\"ts\":{\"$date\":{\"$numberLong\":\"0\"}}}\n";
+        assert_eq!(parse_batch(array, 0).unwrap()[0].id, "MJxTRZsYdho8Ww2qq");
+        let ops = parse_batch(lines, 0).unwrap();
+        assert!(ops[0].doc.contains(r#""ts":"1970-01-01T00:00:00.000Z""#));
+        assert_eq!(parse_batch("", 0).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_bad_batch_names_the_record() {
+        let twice = r#"[{"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"},
+            {"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}]"#;
+        assert!(
+            parse_batch(twice, 0)
+                .unwrap_err()
+                .0
+                .starts_with("record 2: _id")
+        );
+        let bad_line = "{\"type\":1}\n";
+        assert!(
+            parse_batch(bad_line, 0)
+                .unwrap_err()
+                .0
+                .starts_with("line 1: type")
+        );
+        assert!(
+            parse_batch("{nope", 0)
+                .unwrap_err()
+                .0
+                .starts_with("line 1: not a valid JSON")
+        );
+        assert!(
+            parse_batch("[1,", 0)
+                .unwrap_err()
+                .0
+                .contains("not a valid JSON array")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_records_with_a_reason() {
+        let cases = [
+            (json!([1]), "not a JSON object"),
+            (doc(json!({"_id": "short"})), "_id"),
+            (doc(json!({"status": "importer_sleeping"})), "status"),
+            (doc(json!({"valid": "yes"})), "valid"),
+            (doc(json!({"_updatedAt": "yesterday"})), "_updatedAt"),
+            (doc(json!({"ts": true})), "ts"),
+            (doc(json!({"type": 3})), "type"),
+            (
+                json!({"status": "importer_new", "valid": true, "user": "u"}),
+                "type is missing",
+            ),
+        ];
+        for (input, reason) in cases {
+            let err = Operation::from_document(input.clone(), 0).unwrap_err();
+            assert!(err.0.contains(reason), "{input}: {err}");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Permissions and roles: Rocket.Chat's defaults and the rule that grants a permission.
+
+/// The permission that guards `getLatestImportOperations`.
+pub const VIEW_IMPORT_OPERATIONS: &str = "view-import-operations";
+
+/// Rocket.Chat's default roles, present from the start.
+pub const DEFAULT_ROLES: &[&str] = &[
+    "admin",
+    "moderator",
+    "leader",
+    "owner",
+    "user",
+    "bot",
+    "app",
+    "guest",
+    "anonymous",
+    "livechat-agent",
+    "livechat-manager",
+];
+
+/// Rocket.Chat's defaults for the permissions importops checks (permission, roles).
+pub const DEFAULT_PERMISSIONS: &[(&str, &[&str])] = &[
+    ("view-import-operations", &["admin"]),
+    ("run-import", &["admin"]),
+    ("access-permissions", &["admin"]),
+    ("create-user", &["admin"]),
+    ("delete-user", &["admin"]),
+    ("api-bypass-rate-limit", &["admin", "bot", "app"]),
+    ("create-personal-access-tokens", &["admin", "user"]),
+];
+
+/// A user holds a permission when any of its roles is among the permission's roles.
+pub fn grants(permission_roles: &[String], user_roles: &[String]) -> bool {
+    user_roles.iter().any(|r| permission_roles.contains(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_shared_role_grants() {
+        let p = vec!["admin".to_string(), "bot".to_string()];
+        assert!(grants(&p, &["user".into(), "bot".into()]));
+        assert!(!grants(&p, &["user".into()]));
+        assert!(!grants(&p, &[]));
+        assert!(!grants(&[], &["admin".into()]));
+    }
+}

@@ -1,0 +1,96 @@
+//! The one error type of the HTTP API and its mapping to Rocket.Chat's statuses and bodies.
+//! Internal details are logged here, once, and never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::AuthErrorBody;
+use crate::store::StoreError;
+
+const UNAUTHORIZED_DOCUMENTED: &str = r#"{"success":false,"error":"unauthorized"}"#;
+const UNAUTHORIZED_ROCKETCHAT: &str = r#"{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}"#;
+const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
+const NOT_FOUND: &str = r#"{"success":false,"error":"Resource not found"}"#;
+const UNAVAILABLE: &str = r#"{"success":false,"error":"Service Unavailable"}"#;
+const INTERNAL: &str = r#"{"success":false,"error":"Internal server error"}"#;
+const ADDITIONAL_PROPERTY: &str = "must NOT have additional properties";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no valid session. The body is chosen by a setting; both cases of 401 (unknown user,
+    /// wrong token, ...) must look the same from outside.
+    #[error("not authenticated")]
+    Unauthorized(AuthErrorBody),
+    /// 403: authenticated, but none of the caller's roles holds the permission.
+    #[error("permission denied")]
+    Forbidden,
+    /// 400: the route takes no query parameters; this many distinct ones were sent.
+    #[error("{0} unexpected query parameters")]
+    UnexpectedQueryParams(usize),
+    /// 404: no such route.
+    #[error("no such route")]
+    NotFound,
+    /// 503 when the database is unreachable, 500 for any other storage fault.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// 500: a bug; the message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_body(&self) -> (StatusCode, String) {
+        match self {
+            ApiError::Unauthorized(AuthErrorBody::Documented) => {
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED_DOCUMENTED.into())
+            }
+            ApiError::Unauthorized(AuthErrorBody::Rocketchat) => {
+                (StatusCode::UNAUTHORIZED, UNAUTHORIZED_ROCKETCHAT.into())
+            }
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, FORBIDDEN.into()),
+            ApiError::UnexpectedQueryParams(count) => {
+                // Rocket.Chat's validator reports one line per extra parameter.
+                let message = vec![ADDITIONAL_PROPERTY; (*count).max(1)].join("\n");
+                let body = serde_json::json!({
+                    "success": false,
+                    "errorType": "error-invalid-params",
+                    "error": message,
+                });
+                (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND.into()),
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into())
+            }
+            ApiError::Store(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL.into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.status_and_body();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        json_response(status, body)
+    }
+}
+
+/// A JSON response from an already serialized body.
+pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The 500 body for a handler that panicked (the panic is logged by the caller).
+pub fn internal_error_response() -> Response {
+    json_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
+}

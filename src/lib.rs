@@ -1,0 +1,16 @@
+//! importops: a standalone server for Rocket.Chat's import-operations API.
+//!
+//! `main.rs` only parses the command line; everything else lives here so that tests use it
+//! directly. See ARCHITECTURE.md for a map of the modules.
+
+pub mod access;
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod server;
+pub mod store;
+
+pub use config::Settings;
+pub use store::Store;

@@ -1,0 +1,357 @@
+//! Storage: one `Store` over two small backend modules, chosen by the database URL's scheme.
+//!
+//! Handlers and commands call `Store` methods; each backend owns its SQL, its pool and its
+//! migrations (`migrations/<backend>/`). Errors leave as `StoreError`, which says whether the
+//! database was unreachable, so the HTTP layer can answer 503 without seeing SQL.
+
+mod postgres;
+mod sqlite;
+
+use std::str::FromStr;
+
+use crate::domain::auth::{Session, TokenKind};
+use crate::domain::operation::Operation;
+use crate::domain::user::{NewUser, User};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://importops.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or is busy beyond the timeout.
+    #[error("the database is unavailable ({0})")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness rule was broken; the message says which, in words.
+    #[error("{0}")]
+    Conflict(String),
+    /// Applying the migrations failed.
+    #[error("the database schema could not be migrated ({0})")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data that the code cannot read (for example roles that are not a JSON list).
+    #[error("the database holds data importops cannot read ({0})")]
+    Corrupt(String),
+    #[error("the database reported an error ({0})")]
+    Other(#[source] sqlx::Error),
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err("the database URL must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+/// A login token or personal access token to store (the token itself is already hashed).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user_id: String,
+    pub hashed_token: String,
+    pub kind: TokenKind,
+    pub name: Option<String>,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// What `token list` shows of a session: never the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub kind: TokenKind,
+    pub name: Option<String>,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Which of a user's sessions to revoke.
+#[derive(Debug, Clone)]
+pub enum Revoke {
+    All,
+    /// The personal access token of that name.
+    Name(String),
+    /// The session holding that token hash.
+    Hash(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub id: String,
+    pub roles: Vec<String>,
+    pub updated_at_ms: i64,
+}
+
+/// How many operations a load added and how many it replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+impl LoadReport {
+    /// From the row counts around a load of `n` operations with distinct ids.
+    fn counted(n: usize, before: i64, after: i64) -> Self {
+        let inserted = (after - before).max(0) as u64;
+        LoadReport {
+            inserted,
+            updated: (n as u64).saturating_sub(inserted),
+        }
+    }
+}
+
+/// The storage, whichever backend. Cheap to clone: both variants hold a pool.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Calls the same method on whichever backend this store is.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database (creating a SQLite file if needed), applies the migrations and seeds
+    /// Rocket.Chat's default roles and permissions where they are missing.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy(url)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store whose connections are made on first use, without migrating.
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let backend: Backend = url
+            .parse()
+            .map_err(|e: String| StoreError::Other(sqlx::Error::Configuration(e.into())))?;
+        Ok(match backend {
+            Backend::Sqlite => Store::Sqlite(SqliteStore::connect_lazy(url)?),
+            Backend::Postgres => Store::Postgres(PostgresStore::connect_lazy(url)?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations, then seeds missing default roles and permissions.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self.migrate())?;
+        dispatch!(self.seed_defaults())
+    }
+
+    /// Closes every connection; later calls fail as unavailable.
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
+    // --- users and roles ---
+
+    pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        dispatch!(self.create_user(user))
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        dispatch!(self.user_by_username(username))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        dispatch!(self.list_users())
+    }
+
+    /// Removes a user and its sessions; false when there was no such user.
+    pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
+        dispatch!(self.remove_user(username))
+    }
+
+    pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        dispatch!(self.set_user_active(username, active))
+    }
+
+    /// Replaces a user's roles, creating roles that do not exist yet.
+    pub async fn set_user_roles(
+        &self,
+        username: &str,
+        roles: &[String],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.set_user_roles(username, roles))
+    }
+
+    pub async fn list_roles(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.list_roles())
+    }
+
+    // --- sessions ---
+
+    pub async fn insert_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        dispatch!(self.insert_session(session))
+    }
+
+    /// The session of that user with that token hash, with what authentication needs of the
+    /// user; the caller decides whether it still authenticates.
+    pub async fn find_session(
+        &self,
+        user_id: &str,
+        hashed_token: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        dispatch!(self.find_session(user_id, hashed_token))
+    }
+
+    pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        dispatch!(self.list_sessions(user_id))
+    }
+
+    /// Deletes the matching sessions of a user; returns how many.
+    pub async fn revoke_sessions(&self, user_id: &str, which: &Revoke) -> Result<u64, StoreError> {
+        dispatch!(self.revoke_sessions(user_id, which))
+    }
+
+    // --- permissions ---
+
+    /// The roles holding a permission; `None` when no such permission exists.
+    pub async fn permission_roles(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        dispatch!(self.permission_roles(id))
+    }
+
+    pub async fn list_permissions(&self) -> Result<Vec<Permission>, StoreError> {
+        dispatch!(self.list_permissions())
+    }
+
+    /// Replaces the roles of an existing permission, creating missing roles; false when the
+    /// permission does not exist.
+    pub async fn set_permission_roles(
+        &self,
+        id: &str,
+        roles: &[String],
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.set_permission_roles(id, roles, crate::domain::time::now_ms()))
+    }
+
+    // --- import operations ---
+
+    /// The stored documents of the `limit` operations with the newest `_updatedAt`, newest
+    /// first, ties first stored first.
+    pub async fn latest_operations(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.latest_operations(limit))
+    }
+
+    pub async fn count_operations(&self) -> Result<i64, StoreError> {
+        dispatch!(self.count_operations())
+    }
+
+    /// Inserts or replaces operations by `_id`, all or nothing. A replaced operation keeps its
+    /// place in the stored order. The ids must be distinct (callers check).
+    pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
+        dispatch!(self.upsert_operations(ops))
+    }
+
+    pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self.remove_operation(id))
+    }
+}
+
+/// Decodes a JSON list of strings kept in a TEXT column.
+fn decode_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("a stored list: {e}")))
+}
+
+fn encode_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("a list of strings is always JSON")
+}
+
+fn decode_user(
+    (id, username, name, active, roles, emails): (
+        String,
+        Option<String>,
+        Option<String>,
+        bool,
+        String,
+        String,
+    ),
+) -> Result<User, StoreError> {
+    Ok(User {
+        id,
+        username,
+        name,
+        active,
+        roles: decode_list(&roles)?,
+        emails: serde_json::from_str(&emails)
+            .map_err(|e| StoreError::Corrupt(format!("stored e-mails: {e}")))?,
+    })
+}
+
+fn encode_emails(user: &NewUser) -> String {
+    serde_json::to_string(&user.emails).expect("e-mails are always JSON")
+}
+
+type SessionRow = (
+    String,
+    Option<String>,
+    bool,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
+
+fn decode_session(
+    (user_id, username, active, roles, kind, issued_at_ms, expires_at_ms): SessionRow,
+) -> Result<Session, StoreError> {
+    Ok(Session {
+        user_id,
+        username,
+        active,
+        roles: decode_list(&roles)?,
+        kind: decode_kind(&kind)?,
+        issued_at_ms,
+        expires_at_ms,
+    })
+}
+
+fn decode_kind(kind: &str) -> Result<TokenKind, StoreError> {
+    TokenKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("token kind {kind:?}")))
+}
+
+/// Sorts out the errors that mean "cannot reach the database" from the rest.
+fn classify(err: sqlx::Error, unavailable_code: impl Fn(&str) -> bool) -> StoreError {
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_code(&c)) => {
+            StoreError::Unavailable(err)
+        }
+        _ => StoreError::Other(err),
+    }
+}
