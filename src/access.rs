@@ -1,10 +1,13 @@
 //! Who may do what: turns an `X-User-Id` / `X-Auth-Token` pair into a caller, and answers
 //! whether a caller holds a permission. The HTTP extractors (`http::auth`) are its only users
-//! on the request path.
+//! on the request path. Answers come from the cache (`crate::cache`) when it has them.
 
+use std::sync::Arc;
+
+use crate::cache::{Cache, CachedSession};
 use crate::config::Settings;
 use crate::domain::permission::grants;
-use crate::domain::secrets::hash_token;
+use crate::domain::secrets::{encode_digest, token_digest};
 use crate::domain::time::now_ms;
 use crate::store::{Store, StoreError};
 
@@ -16,39 +19,64 @@ pub struct Caller {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Access {
     store: Store,
+    cache: Arc<Cache>,
     login_expiration_ms: i64,
 }
 
 impl Access {
-    pub fn new(store: Store, settings: &Settings) -> Self {
+    pub fn new(store: Store, cache: Arc<Cache>, settings: &Settings) -> Self {
         Access {
             store,
+            cache,
             login_expiration_ms: settings.login_expiration_ms(),
         }
     }
 
     /// The caller holding this token, if the session exists and still authenticates. Unknown
-    /// users and wrong tokens both give `None`: the same lookup, the same answer.
+    /// users and wrong tokens both give `None` after the same database lookup.
     pub async fn authenticate(
         &self,
         user_id: &str,
         raw_token: &str,
-    ) -> Result<Option<Caller>, StoreError> {
-        let hashed = hash_token(raw_token);
-        let Some(session) = self.store.find_session(user_id, &hashed).await? else {
+    ) -> Result<Option<Arc<Caller>>, StoreError> {
+        let digest = token_digest(raw_token);
+        let now = now_ms();
+        let stamp = self.cache.stamp();
+        if let Some(cached) = stamp.and_then(|s| self.cache.session(s, &digest))
+            && cached.user_id == user_id
+        {
+            let live = cached.expires_at_ms.is_none_or(|expiry| now < expiry);
+            return Ok(live.then_some(cached.caller));
+        }
+
+        let Some(session) = self
+            .store
+            .find_session(user_id, &encode_digest(&digest))
+            .await?
+        else {
             return Ok(None);
         };
-        if !session.authenticates(now_ms(), self.login_expiration_ms) {
+        if !session.authenticates(now, self.login_expiration_ms) {
             return Ok(None);
         }
-        Ok(Some(Caller {
+        let expires_at_ms = session.expiry_ms(self.login_expiration_ms);
+        let caller = Arc::new(Caller {
             user_id: session.user_id,
             username: session.username.unwrap_or_default(),
             roles: session.roles,
-        }))
+        });
+        if let Some(stamp) = stamp {
+            let cached = CachedSession {
+                user_id: caller.user_id.clone(),
+                caller: caller.clone(),
+                expires_at_ms,
+            };
+            self.cache.put_session(stamp, digest, cached);
+        }
+        Ok(Some(caller))
     }
 
     /// Whether any of the caller's roles holds the permission. An unknown permission is held
@@ -58,11 +86,22 @@ impl Access {
         caller: &Caller,
         permission: &str,
     ) -> Result<bool, StoreError> {
-        let roles = self
-            .store
-            .permission_roles(permission)
-            .await?
-            .unwrap_or_default();
+        let stamp = self.cache.stamp();
+        let roles = match stamp.and_then(|s| self.cache.permission(s, permission)) {
+            Some(roles) => roles,
+            None => {
+                let roles: Arc<[String]> = self
+                    .store
+                    .permission_roles(permission)
+                    .await?
+                    .unwrap_or_default()
+                    .into();
+                if let Some(stamp) = stamp {
+                    self.cache.put_permission(stamp, permission, roles.clone());
+                }
+                roles
+            }
+        };
         Ok(grants(&roles, &caller.roles))
     }
 }

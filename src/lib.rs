@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -18,9 +18,19 @@ pub fn new_raw_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The sha256 of a raw token, from which its stored form is made.
+pub fn token_digest(raw: &str) -> [u8; 32] {
+    Sha256::digest(raw.as_bytes()).into()
+}
+
+/// The stored form of a token digest: standard base64 (with padding), 44 chars.
+pub fn encode_digest(digest: &[u8; 32]) -> String {
+    STANDARD.encode(digest)
+}
+
 /// The stored form of a login token: standard base64 (with padding) of its sha256, 44 chars.
 pub fn hash_token(raw: &str) -> String {
-    STANDARD.encode(Sha256::digest(raw.as_bytes()))
+    encode_digest(&token_digest(raw))
 }
 
 fn sha256_hex(password: &str) -> String {

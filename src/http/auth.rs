@@ -5,6 +5,7 @@
 //! Rejections come in Rocket.Chat's order: 401 (no valid session) before 403 (no permission).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -28,10 +29,10 @@ impl Permission for ViewImportOperations {
 }
 
 /// A caller with a valid session.
-pub struct Authenticated(pub Caller);
+pub struct Authenticated(pub Arc<Caller>);
 
 /// A caller with a valid session who holds permission `P`.
-pub struct Authorized<P>(pub Caller, PhantomData<P>);
+pub struct Authorized<P>(pub Arc<Caller>, PhantomData<P>);
 
 /// Longest header value looked up; longer ones cannot be an id or a token.
 const MAX_CREDENTIAL_LEN: usize = 256;

@@ -21,6 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::access::Access;
+use crate::cache::Cache;
 use crate::config::Settings;
 use crate::store::Store;
 use error::ApiError;
@@ -29,14 +30,19 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub cache: Arc<Cache>,
     pub access: Access,
     pub settings: Arc<Settings>,
 }
 
 impl AppState {
+    /// The state for a server over `store`; starts the cache's change watcher, so it must be
+    /// called inside a Tokio runtime.
     pub fn new(store: Store, settings: Settings) -> Self {
+        let cache = Cache::new(store.clone());
         AppState {
-            access: Access::new(store.clone(), &settings),
+            access: Access::new(store.clone(), cache.clone(), &settings),
+            cache,
             store,
             settings: Arc::new(settings),
         }

@@ -1,8 +1,10 @@
-//! `GET /api/v1/getLatestImportOperations`: the 20 newest operations as a bare array.
+//! `GET /api/v1/getLatestImportOperations`: the 20 newest operations as a bare array, kept
+//! serialized in the cache between changes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 
 use super::AppState;
 use super::auth::{Authorized, ViewImportOperations};
@@ -17,8 +19,19 @@ pub async fn get_latest_import_operations(
     _no_params: NoQueryParams,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
-    let docs = state.store.latest_operations(LATEST_LIMIT).await?;
-    Ok(json_response(StatusCode::OK, json_array(&docs)))
+    let stamp = state.cache.stamp();
+    let body = match stamp.and_then(|s| state.cache.latest(s)) {
+        Some(body) => body,
+        None => {
+            let docs = state.store.latest_operations(LATEST_LIMIT).await?;
+            let body = Bytes::from(json_array(&docs));
+            if let Some(stamp) = stamp {
+                state.cache.put_latest(stamp, body.clone());
+            }
+            body
+        }
+    };
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// Joins stored JSON documents into one array without parsing them again.

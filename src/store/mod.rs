@@ -7,7 +7,10 @@
 mod postgres;
 mod sqlite;
 
+use std::ops::ControlFlow;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::domain::auth::{Session, TokenKind};
 use crate::domain::operation::Operation;
@@ -114,21 +117,50 @@ impl LoadReport {
     }
 }
 
-/// The storage, whichever backend. Cheap to clone: both variants hold a pool.
+/// The storage, whichever backend. Cheap to clone: clones share the pool and the count of
+/// writes made through them.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    engine: Engine,
+    /// Bumped after every write through this process's stores, so that caches in this process
+    /// see their own changes on the very next request.
+    writes: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
     Sqlite(SqliteStore),
     Postgres(PostgresStore),
+}
+
+/// What a look at the database for changes made by anyone (other processes included) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// Nothing was committed since the last look.
+    Unchanged,
+    /// Something was committed (or may have been: a lost connection counts as a change).
+    Changed,
+    /// The database could not be reached.
+    Unreachable,
 }
 
 /// Calls the same method on whichever backend this store is.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
+        match &$self.engine {
+            Engine::Sqlite(s) => s.$method($($arg),*).await,
+            Engine::Postgres(s) => s.$method($($arg),*).await,
         }
     };
+}
+
+/// `dispatch!` for a method that writes: counts the write, whatever its outcome.
+macro_rules! dispatch_write {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        let result = dispatch!($self.$method($($arg),*));
+        $self.writes.fetch_add(1, Ordering::Release);
+        result
+    }};
 }
 
 impl Store {
@@ -145,23 +177,43 @@ impl Store {
         let backend: Backend = url
             .parse()
             .map_err(|e: String| StoreError::Other(sqlx::Error::Configuration(e.into())))?;
-        Ok(match backend {
-            Backend::Sqlite => Store::Sqlite(SqliteStore::connect_lazy(url)?),
-            Backend::Postgres => Store::Postgres(PostgresStore::connect_lazy(url)?),
+        let engine = match backend {
+            Backend::Sqlite => Engine::Sqlite(SqliteStore::connect_lazy(url)?),
+            Backend::Postgres => Engine::Postgres(PostgresStore::connect_lazy(url)?),
+        };
+        Ok(Store {
+            engine,
+            writes: Arc::new(AtomicU64::new(0)),
         })
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite(_) => Backend::Sqlite,
-            Store::Postgres(_) => Backend::Postgres,
+        match self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// How many writes this process has made through this store and its clones.
+    pub fn local_writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
+    }
+
+    /// Watches the database for commits by anyone, reporting each look to `report` until it
+    /// returns `ControlFlow::Break`. SQLite is polled every `interval`; Postgres pushes
+    /// notifications as transactions commit.
+    pub async fn watch_changes(
+        &self,
+        interval: std::time::Duration,
+        report: impl FnMut(Observation) -> ControlFlow<()> + Send,
+    ) {
+        dispatch!(self.watch_changes(interval, report))
     }
 
     /// Applies pending migrations, then seeds missing default roles and permissions.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self.migrate())?;
-        dispatch!(self.seed_defaults())
+        dispatch_write!(self.seed_defaults())
     }
 
     /// Closes every connection; later calls fail as unavailable.
@@ -177,7 +229,7 @@ impl Store {
     // --- users and roles ---
 
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
-        dispatch!(self.create_user(user))
+        dispatch_write!(self.create_user(user))
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -190,11 +242,11 @@ impl Store {
 
     /// Removes a user and its sessions; false when there was no such user.
     pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
-        dispatch!(self.remove_user(username))
+        dispatch_write!(self.remove_user(username))
     }
 
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
-        dispatch!(self.set_user_active(username, active))
+        dispatch_write!(self.set_user_active(username, active))
     }
 
     /// Replaces a user's roles, creating roles that do not exist yet.
@@ -203,7 +255,7 @@ impl Store {
         username: &str,
         roles: &[String],
     ) -> Result<bool, StoreError> {
-        dispatch!(self.set_user_roles(username, roles))
+        dispatch_write!(self.set_user_roles(username, roles))
     }
 
     pub async fn list_roles(&self) -> Result<Vec<String>, StoreError> {
@@ -213,7 +265,7 @@ impl Store {
     // --- sessions ---
 
     pub async fn insert_session(&self, session: &NewSession) -> Result<(), StoreError> {
-        dispatch!(self.insert_session(session))
+        dispatch_write!(self.insert_session(session))
     }
 
     /// The session of that user with that token hash, with what authentication needs of the
@@ -232,7 +284,7 @@ impl Store {
 
     /// Deletes the matching sessions of a user; returns how many.
     pub async fn revoke_sessions(&self, user_id: &str, which: &Revoke) -> Result<u64, StoreError> {
-        dispatch!(self.revoke_sessions(user_id, which))
+        dispatch_write!(self.revoke_sessions(user_id, which))
     }
 
     // --- permissions ---
@@ -253,7 +305,7 @@ impl Store {
         id: &str,
         roles: &[String],
     ) -> Result<bool, StoreError> {
-        dispatch!(self.set_permission_roles(id, roles, crate::domain::time::now_ms()))
+        dispatch_write!(self.set_permission_roles(id, roles, crate::domain::time::now_ms()))
     }
 
     // --- import operations ---
@@ -271,11 +323,11 @@ impl Store {
     /// Inserts or replaces operations by `_id`, all or nothing. A replaced operation keeps its
     /// place in the stored order. The ids must be distinct (callers check).
     pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
-        dispatch!(self.upsert_operations(ops))
+        dispatch_write!(self.upsert_operations(ops))
     }
 
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
-        dispatch!(self.remove_operation(id))
+        dispatch_write!(self.remove_operation(id))
     }
 }
 

@@ -1,14 +1,15 @@
 //! The shared backend: PostgreSQL, for several stateless replicas on one database.
 
+use std::ops::ControlFlow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use super::{
-    LoadReport, NewSession, Permission, Revoke, SessionInfo, SessionRow, StoreError, classify,
-    decode_kind, decode_list, decode_session, decode_user, encode_emails, encode_list,
+    LoadReport, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow, StoreError,
+    classify, decode_kind, decode_list, decode_session, decode_user, encode_emails, encode_list,
 };
 use crate::domain::auth::Session;
 use crate::domain::operation::Operation;
@@ -18,6 +19,8 @@ use crate::domain::user::{NewUser, User};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The channel the tables' triggers notify on every committed write (migration 0002).
+const CHANGES_CHANNEL: &str = "importops_changes";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Operations sent per statement by `upsert_operations`.
 const UPSERT_CHUNK: usize = 1_000;
@@ -84,6 +87,51 @@ impl PostgresStore {
         .await
         .map_err(err)?;
         tx.commit().await.map_err(err)
+    }
+
+    /// Listens on the channel that the tables' triggers notify (see the migrations). A
+    /// notification arrives only once its transaction has committed.
+    pub async fn watch_changes(
+        &self,
+        interval: Duration,
+        mut report: impl FnMut(Observation) -> ControlFlow<()> + Send,
+    ) {
+        loop {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(_) => {
+                    if report(Observation::Unreachable).is_break() {
+                        return;
+                    }
+                    tokio::time::sleep(interval).await;
+                    continue;
+                }
+            };
+            // Anything may have been committed while no one listened.
+            let first = match listener.listen(CHANGES_CHANNEL).await {
+                Ok(()) => Observation::Changed,
+                Err(_) => Observation::Unreachable,
+            };
+            if report(first).is_break() {
+                return;
+            }
+            if first == Observation::Changed {
+                loop {
+                    let observation = match listener.try_recv().await {
+                        Ok(Some(_)) => Observation::Changed,
+                        // The connection was lost: notifications may have been missed.
+                        Ok(None) | Err(_) => Observation::Unreachable,
+                    };
+                    if report(observation).is_break() {
+                        return;
+                    }
+                    if observation == Observation::Unreachable {
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
     }
 
     pub async fn close(&self) {

@@ -1,14 +1,16 @@
 //! The embedded backend: one SQLite file in WAL mode, readers never wait for the writer.
 
+use std::ops::ControlFlow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 
 use super::{
-    LoadReport, NewSession, Permission, Revoke, SessionInfo, SessionRow, StoreError, classify,
-    decode_kind, decode_list, decode_session, decode_user, encode_emails, encode_list,
+    LoadReport, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow, StoreError,
+    classify, decode_kind, decode_list, decode_session, decode_user, encode_emails, encode_list,
 };
 use crate::domain::auth::Session;
 use crate::domain::operation::Operation;
@@ -25,6 +27,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// For the change watcher's own connection, outside the pool.
+    options: Arc<SqliteConnectOptions>,
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -50,8 +54,11 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(SqliteStore { pool })
+            .connect_lazy_with(options.clone());
+        Ok(SqliteStore {
+            pool,
+            options: Arc::new(options),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -85,6 +92,48 @@ impl SqliteStore {
             .map_err(err)?;
         }
         tx.commit().await.map_err(err)
+    }
+
+    /// Polls `PRAGMA data_version` on a connection of its own: its value changes whenever
+    /// another connection, in this process or another, commits to the database file.
+    pub async fn watch_changes(
+        &self,
+        interval: Duration,
+        mut report: impl FnMut(Observation) -> ControlFlow<()> + Send,
+    ) {
+        let mut conn: Option<SqliteConnection> = None;
+        let mut last: Option<i64> = None;
+        loop {
+            let observation = match self.data_version(&mut conn).await {
+                Ok(version) if last == Some(version) => Observation::Unchanged,
+                Ok(version) => {
+                    last = Some(version);
+                    Observation::Changed
+                }
+                Err(_) => {
+                    conn = None;
+                    last = None;
+                    Observation::Unreachable
+                }
+            };
+            if report(observation).is_break() {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    async fn data_version(&self, conn: &mut Option<SqliteConnection>) -> Result<i64, sqlx::Error> {
+        let conn = match conn {
+            Some(c) => c,
+            None => conn.insert(self.options.connect().await?),
+        };
+        tokio::time::timeout(
+            BUSY_TIMEOUT,
+            sqlx::query_scalar("PRAGMA data_version").fetch_one(conn),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
     pub async fn close(&self) {

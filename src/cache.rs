@@ -1,0 +1,161 @@
+//! Answers kept in memory so that the common request never reaches the database: the
+//! serialized latest-operations array, authenticated sessions, and permissions' roles.
+//!
+//! Everything cached belongs to one *generation*, stamped with the store's count of local
+//! writes and the number of changes the watcher has seen in the database. A request whose
+//! stamp differs from the generation's starts a new, empty one. So a write through this process
+//! is seen by the very next request, and a write by any other process (the command line on the
+//! same SQLite file, another replica on the same Postgres) within one watch interval. While the
+//! watcher cannot reach the database nothing is cached, so faults surface as they happen.
+//! Expiry is checked on every request, so an expired token is refused from the moment it
+//! expires.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::access::Caller;
+use crate::store::{Observation, Store};
+
+/// How often SQLite is polled for commits by other processes (Postgres pushes them).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// More sessions than this and the session cache starts over: a bound on memory.
+const MAX_SESSIONS: usize = 100_000;
+
+/// Which generation a request belongs to: (local writes, database changes seen).
+type Stamp = (u64, u64);
+
+/// A session that authenticated, and until when it does.
+#[derive(Debug, Clone)]
+pub struct CachedSession {
+    pub user_id: String,
+    pub caller: Arc<Caller>,
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Default)]
+struct Generation {
+    stamp: Stamp,
+    latest: Option<Bytes>,
+    /// By sha256 of the token.
+    sessions: HashMap<[u8; 32], CachedSession>,
+    permissions: HashMap<String, Arc<[String]>>,
+}
+
+pub struct Cache {
+    store: Store,
+    /// Changes the watcher has seen in the database.
+    remote_changes: AtomicU64,
+    /// False while the watcher cannot reach the database: nothing is cached then.
+    watching: AtomicBool,
+    generation: RwLock<Generation>,
+}
+
+impl Cache {
+    /// A cache over `store`, with a watcher task that runs as long as the cache lives. Must be
+    /// called inside a Tokio runtime.
+    pub fn new(store: Store) -> Arc<Self> {
+        let cache = Arc::new(Cache {
+            store: store.clone(),
+            remote_changes: AtomicU64::new(0),
+            watching: AtomicBool::new(false),
+            generation: RwLock::new(Generation::default()),
+        });
+        tokio::spawn(watch(store, Arc::downgrade(&cache)));
+        cache
+    }
+
+    /// The stamp a request reads under; `None` when nothing may be cached.
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.watching.load(Ordering::Acquire).then(|| {
+            (
+                self.store.local_writes(),
+                self.remote_changes.load(Ordering::Acquire),
+            )
+        })
+    }
+
+    fn read<T>(&self, stamp: Stamp, f: impl FnOnce(&Generation) -> Option<T>) -> Option<T> {
+        let generation = self.generation.read().unwrap_or_else(|e| e.into_inner());
+        if generation.stamp == stamp {
+            f(&generation)
+        } else {
+            None
+        }
+    }
+
+    /// Stores into the generation of `stamp`, read before the database was: if the data changed
+    /// since, the current stamp differs and nothing is stored.
+    fn write(&self, stamp: Stamp, f: impl FnOnce(&mut Generation)) {
+        if self.stamp() != Some(stamp) {
+            return;
+        }
+        let mut generation = self.generation.write().unwrap_or_else(|e| e.into_inner());
+        if generation.stamp != stamp {
+            *generation = Generation {
+                stamp,
+                ..Generation::default()
+            };
+        }
+        f(&mut generation);
+    }
+
+    pub fn latest(&self, stamp: Stamp) -> Option<Bytes> {
+        self.read(stamp, |g| g.latest.clone())
+    }
+
+    pub fn put_latest(&self, stamp: Stamp, body: Bytes) {
+        self.write(stamp, |g| g.latest = Some(body));
+    }
+
+    pub fn session(&self, stamp: Stamp, token_digest: &[u8; 32]) -> Option<CachedSession> {
+        self.read(stamp, |g| g.sessions.get(token_digest).cloned())
+    }
+
+    pub fn put_session(&self, stamp: Stamp, token_digest: [u8; 32], session: CachedSession) {
+        self.write(stamp, |g| {
+            if g.sessions.len() >= MAX_SESSIONS {
+                g.sessions.clear();
+            }
+            g.sessions.insert(token_digest, session);
+        });
+    }
+
+    pub fn permission(&self, stamp: Stamp, id: &str) -> Option<Arc<[String]>> {
+        self.read(stamp, |g| g.permissions.get(id).cloned())
+    }
+
+    pub fn put_permission(&self, stamp: Stamp, id: &str, roles: Arc<[String]>) {
+        self.write(stamp, |g| {
+            g.permissions.insert(id.to_owned(), roles);
+        });
+    }
+}
+
+/// Feeds the database's change observations into the cache until the cache is dropped.
+async fn watch(store: Store, cache: Weak<Cache>) {
+    store
+        .watch_changes(WATCH_INTERVAL, |observation| {
+            let Some(cache) = cache.upgrade() else {
+                return ControlFlow::Break(());
+            };
+            match observation {
+                Observation::Unchanged => {}
+                Observation::Changed => {
+                    cache.remote_changes.fetch_add(1, Ordering::AcqRel);
+                    cache.watching.store(true, Ordering::Release);
+                }
+                Observation::Unreachable => {
+                    cache.watching.store(false, Ordering::Release);
+                    cache.remote_changes.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .await;
+}

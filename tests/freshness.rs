@@ -1,0 +1,180 @@
+//! The cache's freshness bounds: a change made by another process (the command line on the same
+//! database) or another server (a second state on the same database) is seen within one
+//! second; an expired token is refused from the moment it expires.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{Answer, Login, TestApp, TestDb};
+use importops::domain::auth::TokenKind;
+use importops::domain::secrets::{hash_token, new_raw_token};
+use importops::domain::time::now_ms;
+use importops::store::NewSession;
+
+const ENDPOINT: &str = "/api/v1/getLatestImportOperations";
+const BOUND: Duration = Duration::from_secs(1);
+
+on_both_backends!(
+    a_new_operation_from_another_process_is_served_within_a_second,
+    an_updated_operation_from_another_process_is_served_within_a_second,
+    a_token_revoked_by_another_process_is_refused_within_a_second,
+    a_role_removed_by_another_process_is_refused_within_a_second,
+    a_user_deactivated_by_another_process_is_refused_within_a_second,
+    a_permission_changed_by_another_process_applies_within_a_second,
+    a_change_through_one_server_reaches_another_within_a_second,
+    an_expired_token_is_refused_from_the_moment_it_expires,
+);
+
+/// Runs the command line on the test's database, as another process.
+fn importops(db: &TestDb, args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_importops"))
+        .arg("--database-url")
+        .arg(&db.url)
+        .args(args)
+        .output()
+        .expect("run importops");
+    assert!(
+        output.status.success(),
+        "importops {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A served app with an admin and one operation, its answers already cached.
+async fn warm(db: &TestDb) -> (TestApp, Login) {
+    let app = TestApp::new(db).await;
+    let admin = app.admin().await;
+    app.load(
+        &serde_json::json!([common::operation(
+            &common::meteor_id(1),
+            "2021-01-01T00:00:00.000Z"
+        )])
+        .to_string(),
+    )
+    .await;
+    // Let the watcher take its first look, then fill the cache.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(app.get(ENDPOINT, Some(&admin)).await.status, StatusCode::OK);
+    }
+    (app, admin)
+}
+
+/// Polls until `done` holds for the answer, and returns how long that took.
+async fn time_until(app: &TestApp, login: &Login, done: impl Fn(&Answer) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = app.get(ENDPOINT, Some(login)).await;
+        if done(&answer) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < BOUND * 3, "still not seen: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn write_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    file
+}
+
+async fn a_new_operation_from_another_process_is_served_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let newer = common::operation(&common::meteor_id(2), "2030-01-01T00:00:00.000Z");
+    let file = write_file(&serde_json::json!([newer]).to_string());
+    importops(&db, &["ops", "load", file.path().to_str().unwrap()]);
+    let seen = time_until(&app, &admin, |a| a.body.contains(&common::meteor_id(2))).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn an_updated_operation_from_another_process_is_served_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let mut updated = common::operation(&common::meteor_id(1), "2021-01-01T00:00:00.000Z");
+    updated["status"] = serde_json::json!("importer_import_failed");
+    let file = write_file(&serde_json::json!([updated]).to_string());
+    importops(&db, &["ops", "load", file.path().to_str().unwrap()]);
+    let seen = time_until(&app, &admin, |a| a.body.contains("importer_import_failed")).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn a_token_revoked_by_another_process_is_refused_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    importops(&db, &["token", "revoke", "admin", "--token", &admin.token]);
+    let seen = time_until(&app, &admin, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn a_role_removed_by_another_process_is_refused_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    importops(&db, &["role", "revoke", "admin", "admin"]);
+    let seen = time_until(&app, &admin, |a| a.status == StatusCode::FORBIDDEN).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn a_user_deactivated_by_another_process_is_refused_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    importops(&db, &["user", "set-active", "admin", "false"]);
+    let seen = time_until(&app, &admin, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn a_permission_changed_by_another_process_applies_within_a_second(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    importops(&db, &["permission", "set", "view-import-operations", "bot"]);
+    let seen = time_until(&app, &admin, |a| a.status == StatusCode::FORBIDDEN).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn a_change_through_one_server_reaches_another_within_a_second(db: TestDb) {
+    let (one, admin) = warm(&db).await;
+    // A second server on the same database, with its own pool, cache and watcher.
+    let two = TestApp::new(&db).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(two.get(ENDPOINT, Some(&admin)).await.status, StatusCode::OK);
+    assert!(one.store.set_user_active("admin", false).await.unwrap());
+    // The server that made the change sees it at once; the other within the bound.
+    assert_eq!(
+        one.get(ENDPOINT, Some(&admin)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let seen = time_until(&two, &admin, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn an_expired_token_is_refused_from_the_moment_it_expires(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let token = new_raw_token();
+    let expires_at = now_ms() + 1_500;
+    app.store
+        .insert_session(&NewSession {
+            user_id: admin.user_id.clone(),
+            hashed_token: hash_token(&token),
+            kind: TokenKind::Login,
+            name: None,
+            issued_at_ms: now_ms(),
+            expires_at_ms: Some(expires_at),
+        })
+        .await
+        .unwrap();
+    let short = Login {
+        user_id: admin.user_id.clone(),
+        token,
+    };
+    // Served (and cached) while valid ...
+    while now_ms() < expires_at - 300 {
+        assert_eq!(app.get(ENDPOINT, Some(&short)).await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and refused by the first request after it expires.
+    while now_ms() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        app.get(ENDPOINT, Some(&short)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
