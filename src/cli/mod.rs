@@ -118,10 +118,44 @@ async fn run(cli: Cli) -> CliResult {
 async fn open(url: &str) -> Result<Store, CliError> {
     Store::open(url).await.map_err(|e| match e {
         StoreError::Other(sqlx::Error::Configuration(msg)) => {
-            CliError::Usage(format!("{msg} (got {url:?})"))
+            CliError::Usage(format!("{msg} (got {:?})", redacted(url)))
         }
         other => other.into(),
     })
+}
+
+/// The database URL as it may be shown in a message: a password in it (`user:PASSWORD@` or a
+/// `password=` query parameter) is replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+    }
 }
 
 /// Logs go to stderr: human lines, filtered by `RUST_LOG` (default: info for the server,

@@ -33,6 +33,15 @@ pub struct ServeArgs {
     #[arg(long, env = "IMPORTOPS_LOGIN_EXPIRATION_DAYS", default_value_t = 90,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     login_expiration_days: u32,
+    /// Calls allowed per rate-limit window, per route, method and client address (0: off)
+    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_CALLS", default_value_t = 10)]
+    rate_limit_calls: u32,
+    /// Length of a rate-limit window in milliseconds (0: off)
+    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_WINDOW_MS", default_value_t = 60_000)]
+    rate_limit_window_ms: u64,
+    /// Take the client address for rate limiting from the last X-Forwarded-For entry
+    #[arg(long, env = "IMPORTOPS_TRUST_PROXY")]
+    trust_proxy: bool,
     /// Create this admin user at start-up if it does not exist (with IMPORTOPS_ADMIN_PASSWORD)
     #[arg(long, env = "IMPORTOPS_ADMIN_USERNAME", hide = true)]
     admin_username: Option<String>,
@@ -76,6 +85,9 @@ pub async fn run(url: &str, args: ServeArgs) -> CliResult {
     let settings = Settings {
         auth_error_body: args.auth_error_body,
         login_expiration_days: args.login_expiration_days,
+        rate_limit_calls: args.rate_limit_calls,
+        rate_limit_window_ms: args.rate_limit_window_ms,
+        trust_proxy: args.trust_proxy,
     };
     crate::server::run(
         listener,

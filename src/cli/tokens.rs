@@ -41,8 +41,8 @@ pub enum TokenCommand {
         /// The name of a personal access token
         #[arg(long)]
         name: Option<String>,
-        /// The raw token
-        #[arg(long)]
+        /// The raw token (it may start with '-')
+        #[arg(long, allow_hyphen_values = true)]
         token: Option<String>,
     },
 }

@@ -42,7 +42,7 @@ pub enum UserCommand {
     /// Activate or deactivate a user (a deactivated user's tokens are refused)
     SetActive {
         username: String,
-        #[arg(value_parser = clap::value_parser!(bool), value_name = "true|false")]
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::value_parser!(bool), value_name = "true|false")]
         active: bool,
     },
 }

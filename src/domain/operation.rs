@@ -44,6 +44,37 @@ pub const STATUSES: [&str; 20] = [
     "importer_import_cancelled",
 ];
 
+/// The importers Rocket.Chat lists at `importers.list`: (key, name).
+pub const IMPORTERS: [(&str, &str); 3] = [
+    ("csv", "CSV"),
+    ("slack", "Slack"),
+    ("slack-users", "Slack_Users"),
+];
+
+/// `import.status`'s state for an operation, as Rocket.Chat derives it.
+pub fn import_state(status: &str, valid: bool) -> &'static str {
+    if !valid && status != "importer_done" {
+        return "error";
+    }
+    match status {
+        "importer_new" => "new",
+        "importer_uploading"
+        | "importer_downloading_file"
+        | "importer_file_loaded"
+        | "importer_preparing_started"
+        | "importer_preparing_users"
+        | "importer_preparing_channels"
+        | "importer_preparing_messages"
+        | "importer_preparing_contacts" => "loading",
+        "importer_user_selection" => "ready",
+        "importer_done" => "done",
+        "importer_import_cancelled" => "canceled",
+        // importer_importing_*, importer_finishing; importer_import_failed is an error.
+        "importer_import_failed" => "error",
+        _ => "importing",
+    }
+}
+
 /// An operation ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
@@ -149,6 +180,28 @@ impl Operation {
     }
 }
 
+/// A stored operation with some fields changed and `_updatedAt` set to now: every write to an
+/// operation bumps it, as in Rocket.Chat. `_id` cannot change; other fields keep their places,
+/// new ones go last.
+pub fn revise(
+    doc: &str,
+    changes: Map<String, Value>,
+    now_ms: i64,
+) -> Result<Operation, InvalidOperation> {
+    let mut value: Value = serde_json::from_str(doc)
+        .map_err(|e| invalid(format!("a stored operation is not valid JSON ({e})")))?;
+    let fields = value
+        .as_object_mut()
+        .ok_or_else(|| invalid("a stored operation is not a JSON object"))?;
+    for (key, v) in changes {
+        if key != "_id" {
+            fields.insert(key, v);
+        }
+    }
+    fields.insert("_updatedAt".into(), Value::String(iso(now_ms)?));
+    Operation::from_document(value, now_ms)
+}
+
 /// Parses a batch of operations: a JSON array, or one JSON document per line (JSON lines, as
 /// `mongoexport` writes). Extended JSON wrappers are accepted. The first bad record fails the
 /// whole batch, with its position and the reason; so does an `_id` given twice.
@@ -250,6 +303,40 @@ mod tests {
                 .contains(r#""_updatedAt":"2021-10-27T11:26:24.430Z""#)
         );
         assert!(op.doc.contains(r#""ts":"2021-10-27T11:26:24.430Z""#));
+    }
+
+    #[test]
+    fn import_states_follow_rocketchat() {
+        assert_eq!(import_state("importer_new", true), "new");
+        assert_eq!(import_state("importer_new", false), "error");
+        assert_eq!(import_state("importer_done", false), "done");
+        assert_eq!(import_state("importer_file_loaded", true), "loading");
+        assert_eq!(import_state("importer_user_selection", true), "ready");
+        assert_eq!(import_state("importer_importing_files", true), "importing");
+        assert_eq!(import_state("importer_finishing", true), "importing");
+        assert_eq!(import_state("importer_import_failed", true), "error");
+        assert_eq!(import_state("importer_import_cancelled", true), "canceled");
+    }
+
+    #[test]
+    fn revising_bumps_updated_at_and_keeps_field_order() {
+        let op = Operation::from_document(doc(json!({"_id": "MJxTRZsYdho8Ww2qq", "extra": 1})), 0)
+            .unwrap();
+        let mut changes = Map::new();
+        changes.insert("valid".into(), json!(false));
+        changes.insert("_id".into(), json!("64d69545ee8ae821983005f5"));
+        changes.insert("added".into(), json!(2));
+        let revised = revise(&op.doc, changes, 1_635_333_984_430).unwrap();
+        assert_eq!(revised.id, "MJxTRZsYdho8Ww2qq");
+        assert!(!revised.valid);
+        assert_eq!(revised.updated_at_ms, 1_635_333_984_430);
+        assert!(
+            revised
+                .doc
+                .ends_with(r#""_updatedAt":"2021-10-27T11:26:24.430Z","extra":1,"added":2}"#),
+            "{}",
+            revised.doc
+        );
     }
 
     #[test]

@@ -3,6 +3,11 @@
 /// The permission that guards `getLatestImportOperations`.
 pub const VIEW_IMPORT_OPERATIONS: &str = "view-import-operations";
 
+pub const RUN_IMPORT: &str = "run-import";
+pub const ACCESS_PERMISSIONS: &str = "access-permissions";
+pub const CREATE_USER: &str = "create-user";
+pub const DELETE_USER: &str = "delete-user";
+
 /// Rocket.Chat's default roles, present from the start.
 pub const DEFAULT_ROLES: &[&str] = &[
     "admin",

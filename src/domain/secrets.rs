@@ -48,7 +48,22 @@ pub fn hash_password(password: &str) -> Result<String, bcrypt::BcryptError> {
 /// Whether `password` matches a stored bcrypt hash (Rocket.Chat's `$2b$` hashes included).
 /// Slow on purpose: call it off the async workers.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    bcrypt::verify(sha256_hex(password), stored).unwrap_or(false)
+    verify_password_digest(&sha256_hex(password), stored)
+}
+
+/// Like `verify_password`, for a client that sent the sha256 hex of the password (Meteor's
+/// `{digest, algorithm: "sha-256"}` form).
+pub fn verify_password_digest(sha256_hex: &str, stored: &str) -> bool {
+    bcrypt::verify(sha256_hex.to_ascii_lowercase(), stored).unwrap_or(false)
+}
+
+/// A valid bcrypt hash (of a random secret) no password matches, so that a login for an
+/// unknown user costs the same time as one with a wrong password. Made once, on first use.
+pub fn unmatchable_hash() -> &'static str {
+    static HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        hash_password(&new_raw_token()).expect("bcrypt of a fixed-length secret")
+    });
+    &HASH
 }
 
 #[cfg(test)]
@@ -82,5 +97,17 @@ mod tests {
         assert!(ours.starts_with("$2b$10$"));
         assert!(verify_password("s3cret", &ours));
         assert!(!verify_password("s3cret", "not a hash"));
+        assert!(verify_password_digest(
+            &sha256_hex("s3cret").to_uppercase(),
+            &ours
+        ));
+        assert!(!verify_password(
+            "fixture-admin-password",
+            unmatchable_hash()
+        ));
+        assert!(
+            bcrypt::verify("x", unmatchable_hash()).is_ok(),
+            "a hash bcrypt can check"
+        );
     }
 }

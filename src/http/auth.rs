@@ -21,21 +21,52 @@ pub trait Permission {
     const NAME: &'static str;
 }
 
-/// `view-import-operations`.
-pub struct ViewImportOperations;
+/// Declares a marker type for a permission.
+macro_rules! permission {
+    ($(#[$doc:meta])* $name:ident = $value:expr) => {
+        $(#[$doc])*
+        pub struct $name;
 
-impl Permission for ViewImportOperations {
-    const NAME: &'static str = permission::VIEW_IMPORT_OPERATIONS;
+        impl Permission for $name {
+            const NAME: &'static str = $value;
+        }
+    };
 }
+
+permission!(
+    /// `view-import-operations`
+    ViewImportOperations = permission::VIEW_IMPORT_OPERATIONS
+);
+permission!(
+    /// `run-import`
+    RunImport = permission::RUN_IMPORT
+);
+permission!(
+    /// `access-permissions`
+    AccessPermissions = permission::ACCESS_PERMISSIONS
+);
+permission!(
+    /// `create-user`
+    CreateUser = permission::CREATE_USER
+);
+permission!(
+    /// `delete-user`
+    DeleteUser = permission::DELETE_USER
+);
 
 /// A caller with a valid session.
 pub struct Authenticated(pub Arc<Caller>);
 
 /// A caller with a valid session who holds permission `P`.
-pub struct Authorized<P>(pub Arc<Caller>, PhantomData<P>);
+pub struct Authorized<P>(pub Arc<Caller>, pub PhantomData<P>);
 
 /// Longest header value looked up; longer ones cannot be an id or a token.
 const MAX_CREDENTIAL_LEN: usize = 256;
+
+/// The raw `X-Auth-Token` of a request that passed authentication.
+pub fn auth_token(headers: &HeaderMap) -> Option<&str> {
+    single_header(headers, "x-auth-token")
+}
 
 /// The single value of a header, if it was sent exactly once as non-empty visible ASCII.
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -62,7 +93,11 @@ impl FromRequestParts<AppState> for Authenticated {
             return Err(unauthorized());
         };
         match state.access.authenticate(user_id, token).await? {
-            Some(caller) => Ok(Authenticated(caller)),
+            Some(caller) => {
+                // For the checks that follow (the rate limiter's bypass).
+                parts.extensions.insert(caller.clone());
+                Ok(Authenticated(caller))
+            }
             None => Err(unauthorized()),
         }
     }

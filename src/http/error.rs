@@ -10,6 +10,8 @@ use crate::store::StoreError;
 const UNAUTHORIZED_DOCUMENTED: &str = r#"{"success":false,"error":"unauthorized"}"#;
 const UNAUTHORIZED_ROCKETCHAT: &str = r#"{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}"#;
 const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
+const LOGIN_FAILED: &str =
+    r#"{"success":false,"error":"Unauthorized","status":"error","message":"Unauthorized"}"#;
 const NOT_FOUND: &str = r#"{"success":false,"error":"Resource not found"}"#;
 const UNAVAILABLE: &str = r#"{"success":false,"error":"Service Unavailable"}"#;
 const INTERNAL: &str = r#"{"success":false,"error":"Internal server error"}"#;
@@ -27,6 +29,18 @@ pub enum ApiError {
     /// 400: the route takes no query parameters; this many distinct ones were sent.
     #[error("{0} unexpected query parameters")]
     UnexpectedQueryParams(usize),
+    /// 400 in Rocket.Chat's shape: `{"success":false,"error":..,"errorType":..}`.
+    #[error("{error}")]
+    BadRequest {
+        error: String,
+        error_type: &'static str,
+    },
+    /// 401 for a failed password login (its own body, whatever the 401 setting).
+    #[error("login failed")]
+    LoginFailed,
+    /// 429: over the rate limit; the caller may try again after this many seconds.
+    #[error("rate limited")]
+    TooManyRequests { wait_seconds: u64 },
     /// 404: no such route.
     #[error("no such route")]
     NotFound,
@@ -39,6 +53,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 with Rocket.Chat's `error-invalid-params` type.
+    pub fn invalid_params(error: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            error: error.into(),
+            error_type: "error-invalid-params",
+        }
+    }
+
+    /// A 400 for a Meteor error: the message carries the type in brackets, as Rocket.Chat's do.
+    pub fn meteor(error_type: &'static str, message: &str) -> Self {
+        ApiError::BadRequest {
+            error: format!("{message} [{error_type}]"),
+            error_type,
+        }
+    }
+
     fn status_and_body(&self) -> (StatusCode, String) {
         match self {
             ApiError::Unauthorized(AuthErrorBody::Documented) => {
@@ -57,6 +87,24 @@ impl ApiError {
                     "error": message,
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::BadRequest { error, error_type } => {
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": error,
+                    "errorType": error_type,
+                });
+                (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, LOGIN_FAILED.into()),
+            ApiError::TooManyRequests { wait_seconds } => {
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": format!(
+                        "Error, too many requests. Please slow down. You must wait {wait_seconds} seconds before trying this endpoint again. [error-too-many-requests]"
+                    ),
+                });
+                (StatusCode::TOO_MANY_REQUESTS, body.to_string())
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND.into()),
             ApiError::Store(StoreError::Unavailable(_)) => {

@@ -4,17 +4,22 @@
 //! both call it.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 mod health;
+mod imports;
 mod operations;
 pub mod params;
+mod permissions;
+pub mod rate_limit;
+mod users;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -25,6 +30,7 @@ use crate::cache::Cache;
 use crate::config::Settings;
 use crate::store::Store;
 use error::ApiError;
+use rate_limit::RateLimiter;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -33,6 +39,8 @@ pub struct AppState {
     pub cache: Arc<Cache>,
     pub access: Access,
     pub settings: Arc<Settings>,
+    /// `None` when the rate limiter is off.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
@@ -44,6 +52,7 @@ impl AppState {
             access: Access::new(store.clone(), cache.clone(), &settings),
             cache,
             store,
+            limiter: RateLimiter::from_settings(&settings).map(Arc::new),
             settings: Arc::new(settings),
         }
     }
@@ -55,6 +64,23 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/getLatestImportOperations",
             get(operations::get_latest_import_operations),
         )
+        .route("/api/v1/login", post(users::login))
+        .route("/api/v1/logout", post(users::logout))
+        .route("/api/v1/me", get(users::me))
+        .route("/api/v1/users.create", post(users::users_create))
+        .route("/api/v1/users.delete", post(users::users_delete))
+        .route("/api/v1/permissions.listAll", get(permissions::list_all))
+        .route("/api/v1/permissions.update", post(permissions::update))
+        .route(
+            "/api/v1/getCurrentImportOperation",
+            get(imports::get_current),
+        )
+        .route("/api/v1/import.status", get(imports::status))
+        .route("/api/v1/import.new", post(imports::new))
+        .route("/api/v1/import.clear", post(imports::clear))
+        .route("/api/v1/importers.list", get(imports::importers))
+        .route("/api/v1/getImportProgress", get(imports::progress))
+        .route("/api/v1/import.operations.upsert", post(imports::upsert))
         .route("/api/info", get(health::info))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
@@ -62,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         // Rocket.Chat registers each route for its methods only: another method is not found.
         .method_not_allowed_fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(rate_limit::add_headers))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

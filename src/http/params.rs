@@ -1,7 +1,7 @@
 //! Query-string validation: Rocket.Chat validates query parameters against a schema that
 //! allows no additional properties, so a route that takes none answers 400 to any.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,21 +16,61 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.uri.query().map(distinct_params).unwrap_or(0) {
-            0 => Ok(NoQueryParams),
-            n => Err(ApiError::UnexpectedQueryParams(n)),
+        check_params(parts.uri.query(), &[]).map(|_| NoQueryParams)
+    }
+}
+
+/// The optional `updatedSince` parameter of `permissions.listAll`, as epoch ms; no other
+/// parameter is accepted.
+pub struct UpdatedSince(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UpdatedSince {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = check_params(parts.uri.query(), &["updatedSince"])?;
+        match params.get("updatedSince") {
+            None => Ok(UpdatedSince(None)),
+            Some(text) => crate::domain::time::parse_iso_ms(text)
+                .map(|ms| UpdatedSince(Some(ms)))
+                .ok_or_else(|| {
+                    ApiError::meteor(
+                        "error-roomId-param-invalid",
+                        "The \"updatedSince\" query parameter must be a valid date.",
+                    )
+                }),
         }
     }
 }
 
-/// How many properties a query string makes once parsed as Rocket.Chat's server parses it:
-/// repeated names are one property, and `a[x]=1&a[y]=2` is one property `a`.
-fn distinct_params(query: &str) -> usize {
+/// The query's parameters (last value wins), or a 400 naming one line per parameter that is
+/// not `allowed`.
+fn check_params(
+    query: Option<&str>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let Some(query) = query else {
+        return Ok(HashMap::new());
+    };
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let extra = distinct_params(query, allowed);
+    if extra > 0 {
+        return Err(ApiError::UnexpectedQueryParams(extra));
+    }
+    Ok(params)
+}
+
+/// How many properties outside `allowed` a query string makes once parsed as Rocket.Chat's
+/// server parses it: repeated names are one property, and `a[x]=1&a[y]=2` is one property `a`.
+fn distinct_params(query: &str, allowed: &[&str]) -> usize {
     form_urlencoded::parse(query.as_bytes())
         .map(|(key, _)| match key.find('[') {
             Some(i) if i > 0 => key[..i].to_owned(),
             _ => key.into_owned(),
         })
+        .filter(|key| !allowed.contains(&key.as_str()))
         .collect::<HashSet<_>>()
         .len()
 }
@@ -41,12 +81,13 @@ mod tests {
 
     #[test]
     fn counts_properties_like_rocketchat() {
-        assert_eq!(distinct_params(""), 0);
-        assert_eq!(distinct_params("&&"), 0);
-        assert_eq!(distinct_params("count=5"), 1);
-        assert_eq!(distinct_params("a"), 1);
-        assert_eq!(distinct_params("a=1&a=2"), 1);
-        assert_eq!(distinct_params("a=1&b=2"), 2);
-        assert_eq!(distinct_params("a[x]=1&a[y]=2&b=3"), 2);
+        assert_eq!(distinct_params("", &[]), 0);
+        assert_eq!(distinct_params("&&", &[]), 0);
+        assert_eq!(distinct_params("count=5", &[]), 1);
+        assert_eq!(distinct_params("a", &[]), 1);
+        assert_eq!(distinct_params("a=1&a=2", &[]), 1);
+        assert_eq!(distinct_params("a=1&b=2", &[]), 2);
+        assert_eq!(distinct_params("a[x]=1&a[y]=2&b=3", &[]), 2);
+        assert_eq!(distinct_params("updatedSince=x&b=3", &["updatedSince"]), 1);
     }
 }

@@ -117,6 +117,49 @@ impl LoadReport {
     }
 }
 
+/// A Rocket.Chat export ready to be written by `Store::import_rocketchat` (`rocketchat`
+/// reads and checks one).
+#[derive(Debug, Clone, Default)]
+pub struct RocketchatImport {
+    pub users: Vec<ImportedUser>,
+    /// `(permission, roles)`, inserted or replaced.
+    pub permissions: Vec<(String, Vec<String>)>,
+    pub operations: Vec<Operation>,
+}
+
+/// A Rocket.Chat user, inserted or replaced by `_id`, with the tokens that replace its sessions.
+#[derive(Debug, Clone)]
+pub struct ImportedUser {
+    pub id: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub active: bool,
+    pub roles: Vec<String>,
+    pub emails: Vec<crate::domain::user::Email>,
+    /// Rocket.Chat's bcrypt of the sha256 hex of the password, as stored there.
+    pub password_bcrypt: Option<String>,
+    pub created_at_ms: Option<i64>,
+    pub tokens: Vec<ImportedToken>,
+}
+
+/// A login token (`expires_at` left to the configured expiration) or a personal access token.
+#[derive(Debug, Clone)]
+pub struct ImportedToken {
+    pub hashed_token: String,
+    pub kind: TokenKind,
+    pub name: Option<String>,
+    pub issued_at_ms: i64,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub users: LoadReport,
+    pub tokens: u64,
+    pub permissions: LoadReport,
+    pub operations: LoadReport,
+}
+
 /// The storage, whichever backend. Cheap to clone: clones share the pool and the count of
 /// writes made through them.
 #[derive(Debug, Clone)]
@@ -236,6 +279,24 @@ impl Store {
         dispatch!(self.user_by_username(username))
     }
 
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        dispatch!(self.user_by_id(id))
+    }
+
+    /// The user a login names (a username, or an e-mail address in any case) and its stored
+    /// password hash, if it has one.
+    pub async fn user_for_login(
+        &self,
+        username_or_email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        dispatch!(self.user_for_login(username_or_email))
+    }
+
+    /// Whether any user has this e-mail address (in any case).
+    pub async fn email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        dispatch!(self.email_taken(email))
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         dispatch!(self.list_users())
     }
@@ -243,6 +304,11 @@ impl Store {
     /// Removes a user and its sessions; false when there was no such user.
     pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
         dispatch_write!(self.remove_user(username))
+    }
+
+    /// Removes a user by id and its sessions; false when there was no such user.
+    pub async fn remove_user_by_id(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch_write!(self.remove_user_by_id(id))
     }
 
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
@@ -308,7 +374,36 @@ impl Store {
         dispatch_write!(self.set_permission_roles(id, roles, crate::domain::time::now_ms()))
     }
 
+    /// Replaces the roles of several permissions in one transaction, creating missing roles.
+    /// The permissions must exist (callers check).
+    pub async fn set_permissions(
+        &self,
+        changes: &[(String, Vec<String>)],
+    ) -> Result<(), StoreError> {
+        dispatch_write!(self.set_permissions(changes, crate::domain::time::now_ms()))
+    }
+
     // --- import operations ---
+
+    /// The stored document of an operation.
+    pub async fn operation_by_id(&self, id: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self.operation_by_id(id))
+    }
+
+    /// The document of the operation with the newest `ts` (Rocket.Chat's "current" one).
+    pub async fn current_operation(&self) -> Result<Option<String>, StoreError> {
+        dispatch!(self.current_operation())
+    }
+
+    /// In one transaction: marks every valid operation invalid (with `_updatedAt` now, through
+    /// `invalidate`), then stores `then_insert` if given. Returns how many were invalidated.
+    pub async fn invalidate_operations(
+        &self,
+        invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
+        then_insert: Option<&Operation>,
+    ) -> Result<u64, StoreError> {
+        dispatch_write!(self.invalidate_operations(invalidate, then_insert))
+    }
 
     /// The stored documents of the `limit` operations with the newest `_updatedAt`, newest
     /// first, ties first stored first.
@@ -340,16 +435,26 @@ fn encode_list(items: &[String]) -> String {
     serde_json::to_string(items).expect("a list of strings is always JSON")
 }
 
-fn decode_user(
-    (id, username, name, active, roles, emails): (
-        String,
-        Option<String>,
-        Option<String>,
-        bool,
-        String,
-        String,
-    ),
-) -> Result<User, StoreError> {
+/// `USER_COLUMNS` of a users row: id, username, name, active, roles, emails.
+type UserRow = (String, Option<String>, Option<String>, bool, String, String);
+/// A `UserRow` followed by the password hash.
+type LoginRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    String,
+    String,
+    Option<String>,
+);
+
+fn decode_login(
+    (id, username, name, active, roles, emails, bcrypt): LoginRow,
+) -> Result<(User, Option<String>), StoreError> {
+    decode_user((id, username, name, active, roles, emails)).map(|user| (user, bcrypt))
+}
+
+fn decode_user((id, username, name, active, roles, emails): UserRow) -> Result<User, StoreError> {
     Ok(User {
         id,
         username,

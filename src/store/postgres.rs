@@ -8,8 +8,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use super::{
-    LoadReport, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow, StoreError,
-    classify, decode_kind, decode_list, decode_session, decode_user, encode_emails, encode_list,
+    LoadReport, LoginRow, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow,
+    StoreError, classify, decode_kind, decode_list, decode_login, decode_session, decode_user,
+    encode_emails, encode_list,
 };
 use crate::domain::auth::Session;
 use crate::domain::operation::Operation;
@@ -39,6 +40,9 @@ fn err(e: sqlx::Error) -> StoreError {
 }
 
 const USER_COLUMNS: &str = "id, username, name, active, roles, emails";
+/// Whether the users row has the e-mail address bound as the first parameter, in any case.
+const EMAIL_MATCHES: &str = "EXISTS (SELECT 1 FROM json_array_elements(users.emails::json) e \
+     WHERE lower(e->>'address') = lower($1))";
 
 impl PostgresStore {
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
@@ -185,6 +189,41 @@ impl PostgresStore {
         .transpose()
     }
 
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .map(decode_user)
+            .transpose()
+    }
+
+    pub async fn user_for_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let row: Option<LoginRow> = sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS}, password_bcrypt FROM users \
+                 WHERE username = $1 OR {EMAIL_MATCHES} ORDER BY (username = $1) IS TRUE DESC LIMIT 1"
+            ))
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(decode_login).transpose()
+    }
+
+    pub async fn email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE {EMAIL_MATCHES})"
+        ))
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM users ORDER BY username, id"
@@ -200,6 +239,15 @@ impl PostgresStore {
     pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM users WHERE username = $1")
             .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn remove_user_by_id(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
             .execute(&self.pool)
             .await
             .map_err(err)?;
@@ -370,6 +418,83 @@ impl PostgresStore {
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn set_permissions(
+        &self,
+        changes: &[(String, Vec<String>)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for (id, roles) in changes {
+            insert_roles(&mut tx, roles).await?;
+            sqlx::query("UPDATE permissions SET roles = $1, updated_at = $2 WHERE id = $3")
+                .bind(encode_list(roles))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    pub async fn operation_by_id(&self, id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT doc FROM import_operations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    pub async fn current_operation(&self) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT doc FROM import_operations ORDER BY ts DESC, seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    pub async fn invalidate_operations(
+        &self,
+        invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
+        then_insert: Option<&Operation>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let valid: Vec<String> =
+            sqlx::query_scalar("SELECT doc FROM import_operations WHERE valid")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+        for doc in &valid {
+            let op = invalidate(doc).map_err(StoreError::Corrupt)?;
+            sqlx::query(
+                "UPDATE import_operations SET updated_at = $1, valid = $2, doc = $3 WHERE id = $4",
+            )
+            .bind(op.updated_at_ms)
+            .bind(op.valid)
+            .bind(&op.doc)
+            .bind(&op.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        if let Some(op) = then_insert {
+            sqlx::query(
+                "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&op.id)
+            .bind(op.updated_at_ms)
+            .bind(op.ts_ms)
+            .bind(&op.status)
+            .bind(op.valid)
+            .bind(&op.doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(valid.len() as u64)
     }
 
     pub async fn latest_operations(&self, limit: i64) -> Result<Vec<String>, StoreError> {

@@ -223,6 +223,46 @@ impl TestApp {
         self.request(builder.body(Body::empty()).unwrap()).await
     }
 
+    /// POST a JSON body with optional credentials.
+    pub async fn post(
+        &self,
+        path: &str,
+        login: Option<&Login>,
+        body: &serde_json::Value,
+    ) -> Answer {
+        let mut builder = Request::post(path).header("content-type", "application/json");
+        if let Some(login) = login {
+            builder = builder
+                .header("X-User-Id", &login.user_id)
+                .header("X-Auth-Token", &login.token);
+        }
+        self.request(builder.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    /// A new active user with these roles and a password, without a token.
+    pub async fn user_with_password(
+        &self,
+        username: &str,
+        roles: &[&str],
+        password: &str,
+    ) -> String {
+        create_user(
+            &self.store,
+            NewAccount {
+                username: username.into(),
+                email: Some(format!("{username}@example.com")),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                password: Some(password.into()),
+                active: true,
+                ..NewAccount::default()
+            },
+        )
+        .await
+        .expect("create a user")
+        .id
+    }
+
     /// A new active user with these roles and a fresh login token.
     pub async fn user(&self, username: &str, roles: &[&str]) -> Login {
         let user = create_user(

@@ -1,0 +1,122 @@
+//! JSON request bodies: checked like Rocket.Chat's schema validation (400
+//! `error-invalid-params` with its messages), then counted by the rate limiter, which Rocket.Chat
+//! applies after validation.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::error::ApiError;
+use super::rate_limit;
+
+/// Largest request body read.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A body type read from JSON, with messages in the words of Rocket.Chat's validator.
+pub trait FromJson: Sized {
+    fn from_json(value: Value) -> Result<Self, String>;
+}
+
+/// A validated JSON body of type `T`; the rate limit is counted once it is valid.
+pub struct JsonBody<T>(pub T);
+
+impl<T: FromJson + Send> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let is_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::invalid_params(
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::invalid_params("the request body could not be read or is too large")
+            })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::invalid_params(format!("the request body is not valid JSON ({e})"))
+        })?;
+        let parsed = T::from_json(value).map_err(ApiError::invalid_params)?;
+        rate_limit::enforce(&parts, state).await?;
+        Ok(JsonBody(parsed))
+    }
+}
+
+/// The fields of a JSON object body, read with the validator's messages.
+pub struct Fields(pub Map<String, Value>);
+
+impl Fields {
+    pub fn of(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Object(map) => Ok(Fields(map)),
+            _ => Err("must be object".into()),
+        }
+    }
+
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key)
+    }
+
+    /// A required non-empty string.
+    pub fn string(&mut self, key: &str) -> Result<String, String> {
+        self.optional_string(key)?
+            .ok_or_else(|| format!("must have required property '{key}'"))
+    }
+
+    pub fn optional_string(&mut self, key: &str) -> Result<Option<String>, String> {
+        match self.0.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => {
+                Err(format!("/{key} must NOT have fewer than 1 characters"))
+            }
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("/{key} must be string")),
+        }
+    }
+
+    pub fn optional_bool(&mut self, key: &str) -> Result<Option<bool>, String> {
+        match self.0.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(format!("/{key} must be boolean")),
+        }
+    }
+
+    pub fn optional_strings(&mut self, key: &str) -> Result<Option<Vec<String>>, String> {
+        match self.0.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => strings(value).map(Some).map_err(|e| format!("/{key}{e}")),
+        }
+    }
+}
+
+/// A JSON array of strings.
+pub fn strings(value: Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err(" must be array".into());
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => Ok(s),
+            _ => Err(format!("/{i} must be string")),
+        })
+        .collect()
+}
+
+/// For routes whose body is ignored.
+impl FromJson for Value {
+    fn from_json(value: Value) -> Result<Self, String> {
+        Ok(value)
+    }
+}

@@ -1,0 +1,228 @@
+//! The import routes besides `getLatestImportOperations`: the current operation, its state and
+//! progress, starting and clearing imports, the importers, and importops' own write route
+//! `import.operations.upsert`. All need `run-import`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::auth::{Authorized, RunImport};
+use super::body::{Fields, FromJson, JsonBody};
+use super::error::{ApiError, json_response};
+use super::params::NoQueryParams;
+use super::rate_limit::RateLimit;
+use crate::domain::ids::new_meteor_id;
+use crate::domain::operation::{IMPORTERS, Operation, STATUSES, import_state, revise};
+use crate::domain::time::{format_iso_ms, now_ms};
+
+/// The current operation's document, parsed.
+async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(doc) = state.store.current_operation().await? else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&doc) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        _ => Err(ApiError::Internal(
+            "a stored operation is not a JSON object".into(),
+        )),
+    }
+}
+
+/// `GET /api/v1/getCurrentImportOperation`: the operation with the newest `ts`.
+pub async fn get_current(
+    _caller: Authorized<RunImport>,
+    _no_params: NoQueryParams,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let body = match state.store.current_operation().await? {
+        Some(doc) => format!(r#"{{"operation":{doc},"success":true}}"#),
+        None => r#"{"success":true}"#.to_owned(),
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `GET /api/v1/import.status`.
+pub async fn status(
+    _caller: Authorized<RunImport>,
+    _no_params: NoQueryParams,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(match current(&state).await? {
+        None => json!({"state": "none", "success": true}),
+        Some(op) => {
+            let status = op.get("status").and_then(Value::as_str).unwrap_or_default();
+            let valid = op.get("valid").and_then(Value::as_bool).unwrap_or(false);
+            json!({"state": import_state(status, valid), "operation": op, "success": true})
+        }
+    }))
+}
+
+/// The changes that invalidate an operation.
+fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
+    let mut changes = Map::new();
+    changes.insert("valid".into(), Value::Bool(false));
+    revise(doc, changes, now).map_err(|e| e.0)
+}
+
+/// `POST /api/v1/import.new`: invalidates the valid operations and starts a new one.
+pub async fn new(
+    Authorized(caller, _): Authorized<RunImport>,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let invalidated_at = now_ms();
+    // The new operation is strictly newer than those it replaces, so it is listed first.
+    let now = invalidated_at + 1;
+    let date =
+        format_iso_ms(now).ok_or_else(|| ApiError::Internal("the clock is out of range".into()))?;
+    let document = json!({
+        "_id": new_meteor_id(), "type": "api", "importerKey": "api", "ts": date,
+        "status": "importer_new", "valid": true, "user": caller.user_id, "_updatedAt": date,
+    });
+    let op = Operation::from_document(document, now).map_err(|e| ApiError::Internal(e.0))?;
+    state
+        .store
+        .invalidate_operations(&|doc| invalidate(doc, invalidated_at), Some(&op))
+        .await?;
+    let operation: Value =
+        serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({"operation": operation, "success": true})))
+}
+
+/// `POST /api/v1/import.clear`: invalidates every valid operation.
+pub async fn clear(
+    _caller: Authorized<RunImport>,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    state
+        .store
+        .invalidate_operations(&|doc| invalidate(doc, now), None)
+        .await?;
+    Ok(Json(json!({"success": true})))
+}
+
+/// `GET /api/v1/importers.list`: a bare array.
+pub async fn importers(
+    _caller: Authorized<RunImport>,
+    _no_params: NoQueryParams,
+    _limit: RateLimit,
+) -> Json<Value> {
+    let list: Vec<Value> = IMPORTERS
+        .iter()
+        .map(|(key, name)| json!({"key": key, "name": name}))
+        .collect();
+    Json(Value::Array(list))
+}
+
+/// `GET /api/v1/getImportProgress`: the current operation's progress.
+pub async fn progress(
+    _caller: Authorized<RunImport>,
+    _no_params: NoQueryParams,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(op) = current(&state).await? else {
+        return Err(ApiError::meteor(
+            "error-operation-not-found",
+            "Import Operation Not Found",
+        ));
+    };
+    let key = op
+        .get("importerKey")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = IMPORTERS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, name)| Value::from(*name))
+        .or_else(|| op.get("type").cloned())
+        .unwrap_or(Value::Null);
+    let count = |field: &str| {
+        op.get("count")
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Ok(Json(json!({
+        "key": key,
+        "name": name,
+        "step": op.get("status").cloned().unwrap_or(Value::Null),
+        "count": {"completed": count("completed"), "total": count("total"), "error": count("error")},
+        "success": true,
+    })))
+}
+
+/// The body of `import.operations.upsert`: the operation's fields, with `_id` to update one.
+pub struct UpsertBody(Map<String, Value>);
+
+impl FromJson for UpsertBody {
+    fn from_json(value: Value) -> Result<Self, String> {
+        let Fields(fields) = Fields::of(value)?;
+        if let Some(status) = fields.get("status")
+            && !status.as_str().is_some_and(|s| STATUSES.contains(&s))
+        {
+            return Err(format!(
+                "/status must be equal to one of the allowed values ({})",
+                STATUSES.join(", ")
+            ));
+        }
+        if let Some(count) = fields.get("count") {
+            let Value::Object(counts) = count else {
+                return Err("/count must be object".into());
+            };
+            if let Some((name, _)) = counts.iter().find(|(_, v)| v.as_u64().is_none()) {
+                return Err(format!("/count/{name} must be a non-negative integer"));
+            }
+        }
+        if let Some(id) = fields.get("_id")
+            && !id.as_str().is_some_and(crate::domain::ids::is_document_id)
+        {
+            return Err("/_id must be a 17-character Meteor id or a 24-hex ObjectId".into());
+        }
+        Ok(UpsertBody(fields))
+    }
+}
+
+/// `POST /api/v1/import.operations.upsert` (an importops extension): creates an operation, or
+/// with the `_id` of an existing one changes the given fields; `_updatedAt` becomes now.
+pub async fn upsert(
+    Authorized(caller, _): Authorized<RunImport>,
+    State(state): State<AppState>,
+    JsonBody(UpsertBody(mut fields)): JsonBody<UpsertBody>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let existing = match fields.get("_id").and_then(Value::as_str) {
+        Some(id) => state.store.operation_by_id(id).await?,
+        None => None,
+    };
+    let op = match existing {
+        Some(doc) => {
+            fields.shift_remove("_updatedAt");
+            revise(&doc, fields, now)
+        }
+        None => {
+            let date = Value::String(format_iso_ms(now).unwrap_or_default());
+            fields.entry("valid").or_insert(Value::Bool(true));
+            fields
+                .entry("user")
+                .or_insert_with(|| Value::String(caller.user_id.clone()));
+            fields.insert("_updatedAt".into(), date);
+            Operation::from_document(Value::Object(fields), now)
+        }
+    }
+    .map_err(|e| ApiError::invalid_params(e.0))?;
+    state
+        .store
+        .upsert_operations(std::slice::from_ref(&op))
+        .await?;
+    let operation: Value =
+        serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({"operation": operation, "success": true})))
+}

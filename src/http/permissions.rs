@@ -1,0 +1,111 @@
+//! `permissions.listAll` and `permissions.update`.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{AccessPermissions, Authenticated, Authorized};
+use super::body::{Fields, FromJson, JsonBody, strings};
+use super::error::ApiError;
+use super::params::UpdatedSince;
+use super::rate_limit::RateLimit;
+use crate::domain::time::format_iso_ms;
+use crate::store::Permission;
+
+fn permission_json(p: &Permission) -> Value {
+    json!({"_id": p.id, "roles": p.roles, "_updatedAt": format_iso_ms(p.updated_at_ms)})
+}
+
+/// `GET /api/v1/permissions.listAll[?updatedSince=DATE]`: any logged-in user may read them.
+pub async fn list_all(
+    _caller: Authenticated,
+    UpdatedSince(since): UpdatedSince,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let update: Vec<Value> = state
+        .store
+        .list_permissions()
+        .await?
+        .iter()
+        .filter(|p| since.is_none_or(|since| p.updated_at_ms > since))
+        .map(permission_json)
+        .collect();
+    // importops never deletes a permission, so nothing is ever removed.
+    Ok(Json(
+        json!({"update": update, "remove": [], "success": true}),
+    ))
+}
+
+/// `{permissions: [{_id, roles: [...]}]}`.
+pub struct UpdateBody {
+    changes: Vec<(String, Vec<String>)>,
+}
+
+impl FromJson for UpdateBody {
+    fn from_json(value: Value) -> Result<Self, String> {
+        let mut f = Fields::of(value)?;
+        let Some(Value::Array(items)) = f.take("permissions") else {
+            return Err("must have required property 'permissions' (an array)".into());
+        };
+        let changes = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let mut p = Fields::of(item).map_err(|e| format!("/permissions/{i} {e}"))?;
+                let id = p
+                    .string("_id")
+                    .map_err(|e| format!("/permissions/{i} {e}"))?;
+                let roles = match p.take("roles") {
+                    Some(roles) => {
+                        strings(roles).map_err(|e| format!("/permissions/{i}/roles{e}"))?
+                    }
+                    None => {
+                        return Err(format!(
+                            "/permissions/{i} must have required property 'roles'"
+                        ));
+                    }
+                };
+                Ok((id, roles))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(UpdateBody { changes })
+    }
+}
+
+pub async fn update(
+    _caller: Authorized<AccessPermissions>,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let existing = state.store.list_permissions().await?;
+    if body
+        .changes
+        .iter()
+        .any(|(id, _)| !existing.iter().any(|p| &p.id == id))
+    {
+        return Err(ApiError::meteor(
+            "error-invalid-permission",
+            "Invalid permission",
+        ));
+    }
+    let roles = state.store.list_roles().await?;
+    if body
+        .changes
+        .iter()
+        .flat_map(|(_, r)| r)
+        .any(|r| !roles.contains(r))
+    {
+        return Err(ApiError::meteor("error-invalid-role", "Invalid role"));
+    }
+    state.store.set_permissions(&body.changes).await?;
+    let all: Vec<Value> = state
+        .store
+        .list_permissions()
+        .await?
+        .iter()
+        .map(permission_json)
+        .collect();
+    Ok(Json(json!({"permissions": all, "success": true})))
+}

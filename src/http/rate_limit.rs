@@ -1,0 +1,250 @@
+//! Rocket.Chat's API rate limiter: per route, method and client address, fixed windows that
+//! start with the first call. Callers holding `api-bypass-rate-limit` are never limited and get
+//! no headers; others get `X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch ms), and a 429
+//! once the window's calls are spent.
+//!
+//! Rocket.Chat applies the limiter after authentication, permission and parameter checks, so
+//! it runs as the last check of a route's extractors: `RateLimit` for routes without a body,
+//! `body::JsonBody` after validating a body.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::access::Caller;
+use crate::config::Settings;
+use crate::domain::time::now_ms;
+
+/// The permission whose holders are never limited.
+pub const BYPASS_PERMISSION: &str = "api-bypass-rate-limit";
+/// Past this many tracked windows, expired ones are dropped.
+const PRUNE_AT: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    route: String,
+    method: Method,
+    client: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start_ms: i64,
+    calls: u32,
+}
+
+/// The outcome of counting one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub limit: u32,
+    pub remaining: u32,
+    /// When the window ends, epoch ms.
+    pub reset_ms: i64,
+    pub allowed: bool,
+}
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    calls: u32,
+    window_ms: i64,
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl RateLimiter {
+    /// The limiter the settings ask for; `None` when it is turned off.
+    pub fn from_settings(settings: &Settings) -> Option<Self> {
+        (settings.rate_limit_calls > 0 && settings.rate_limit_window_ms > 0).then(|| RateLimiter {
+            calls: settings.rate_limit_calls,
+            window_ms: i64::try_from(settings.rate_limit_window_ms).unwrap_or(i64::MAX),
+            windows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a call at `now_ms`.
+    fn count(&self, key: Key, now_ms: i64) -> Count {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= PRUNE_AT {
+            let window_ms = self.window_ms;
+            windows.retain(|_, w| now_ms < w.start_ms.saturating_add(window_ms));
+        }
+        let window = windows.entry(key).or_insert(Window {
+            start_ms: now_ms,
+            calls: 0,
+        });
+        if now_ms >= window.start_ms.saturating_add(self.window_ms) {
+            *window = Window {
+                start_ms: now_ms,
+                calls: 0,
+            };
+        }
+        window.calls = window.calls.saturating_add(1);
+        Count {
+            limit: self.calls,
+            remaining: self.calls.saturating_sub(window.calls),
+            reset_ms: window.start_ms.saturating_add(self.window_ms),
+            allowed: window.calls <= self.calls,
+        }
+    }
+}
+
+/// Where the limiter leaves its headers for `add_headers` to put on the response.
+#[derive(Clone, Default)]
+pub struct HeaderSlot(Arc<OnceLock<Count>>);
+
+/// Middleware: puts the rate-limit headers, if a route counted the call, on its answer.
+pub async fn add_headers(mut request: Request, next: Next) -> Response {
+    let slot = HeaderSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    if let Some(count) = slot.0.get() {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("x-ratelimit-limit", count.limit.to_string()),
+            ("x-ratelimit-remaining", count.remaining.to_string()),
+            ("x-ratelimit-reset", count.reset_ms.to_string()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    response
+}
+
+/// Counts the call against the limiter, unless the caller may bypass it.
+pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let Some(limiter) = state.limiter.as_deref() else {
+        return Ok(());
+    };
+    if let Some(caller) = parts.extensions.get::<Arc<Caller>>()
+        && state
+            .access
+            .has_permission(caller, BYPASS_PERMISSION)
+            .await?
+    {
+        return Ok(());
+    }
+    let key = Key {
+        route: parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        method: parts.method.clone(),
+        client: client_address(parts, state.settings.trust_proxy),
+    };
+    let now = now_ms();
+    let count = limiter.count(key, now);
+    if let Some(slot) = parts.extensions.get::<HeaderSlot>() {
+        let _ = slot.0.set(count);
+    }
+    if count.allowed {
+        Ok(())
+    } else {
+        let left_ms = u64::try_from(count.reset_ms - now).unwrap_or(0);
+        Err(ApiError::TooManyRequests {
+            wait_seconds: left_ms.div_ceil(1000),
+        })
+    }
+}
+
+/// The client's address: the socket's peer, or behind a trusted proxy the last
+/// `X-Forwarded-For` entry (the one that proxy added; earlier ones are the client's word).
+fn client_address(parts: &Parts, trust_proxy: bool) -> IpAddr {
+    if trust_proxy
+        && let Some(ip) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return ip;
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The rate-limit check for routes without a request body. Take it after the auth and
+/// parameter extractors.
+pub struct RateLimit;
+
+impl FromRequestParts<AppState> for RateLimit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        enforce(parts, state).await.map(|()| RateLimit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(calls: u32, window_ms: u64) -> RateLimiter {
+        let settings = Settings {
+            rate_limit_calls: calls,
+            rate_limit_window_ms: window_ms,
+            ..Settings::default()
+        };
+        RateLimiter::from_settings(&settings).unwrap()
+    }
+
+    fn key(route: &str, ip: [u8; 4]) -> Key {
+        Key {
+            route: route.into(),
+            method: Method::GET,
+            client: IpAddr::from(ip),
+        }
+    }
+
+    #[test]
+    fn fixed_windows_start_with_the_first_call() {
+        let l = limiter(2, 1000);
+        let a = l.count(key("/r", [1, 1, 1, 1]), 500);
+        assert_eq!((a.remaining, a.reset_ms, a.allowed), (1, 1500, true));
+        let b = l.count(key("/r", [1, 1, 1, 1]), 900);
+        assert_eq!((b.remaining, b.allowed), (0, true));
+        let c = l.count(key("/r", [1, 1, 1, 1]), 1499);
+        assert_eq!((c.remaining, c.reset_ms, c.allowed), (0, 1500, false));
+        let d = l.count(key("/r", [1, 1, 1, 1]), 1500);
+        assert_eq!((d.remaining, d.reset_ms, d.allowed), (1, 2500, true));
+    }
+
+    #[test]
+    fn routes_methods_and_clients_count_apart() {
+        let l = limiter(1, 1000);
+        assert!(l.count(key("/a", [1, 1, 1, 1]), 0).allowed);
+        assert!(l.count(key("/b", [1, 1, 1, 1]), 0).allowed);
+        assert!(l.count(key("/a", [2, 2, 2, 2]), 0).allowed);
+        let mut post = key("/a", [1, 1, 1, 1]);
+        post.method = Method::POST;
+        assert!(l.count(post, 0).allowed);
+        assert!(!l.count(key("/a", [1, 1, 1, 1]), 0).allowed);
+    }
+
+    #[test]
+    fn zero_turns_it_off() {
+        let off = Settings {
+            rate_limit_calls: 0,
+            ..Settings::default()
+        };
+        assert!(RateLimiter::from_settings(&off).is_none());
+        let off = Settings {
+            rate_limit_window_ms: 0,
+            ..Settings::default()
+        };
+        assert!(RateLimiter::from_settings(&off).is_none());
+    }
+}

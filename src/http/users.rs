@@ -1,0 +1,258 @@
+//! Sessions and users: `login`, `logout`, `me`, `users.create`, `users.delete`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Authenticated, Authorized, CreateUser, DeleteUser, auth_token};
+use super::body::{Fields, FromJson, JsonBody};
+use super::error::ApiError;
+use super::params::NoQueryParams;
+use super::rate_limit::RateLimit;
+use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::domain::secrets::{
+    hash_token, unmatchable_hash, verify_password, verify_password_digest,
+};
+use crate::domain::user::User;
+use crate::store::Revoke;
+
+/// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
+pub enum Password {
+    Plain(String),
+    Sha256Hex(String),
+}
+
+/// `POST /api/v1/login` in any of Rocket.Chat's three shapes: `{user, password}` (`user` a
+/// username or an e-mail), `{username | email, password}`, `{user: {username | email}, password}`.
+pub struct LoginBody {
+    login: String,
+    password: Password,
+}
+
+impl FromJson for LoginBody {
+    fn from_json(value: Value) -> Result<Self, String> {
+        let mut fields = Fields::of(value)?;
+        let password = match fields.take("password") {
+            Some(Value::String(p)) if !p.is_empty() => Password::Plain(p),
+            Some(Value::Object(mut digest)) => {
+                match (digest.remove("digest"), digest.remove("algorithm")) {
+                    (Some(Value::String(d)), Some(Value::String(a)))
+                        if a == "sha-256" && !d.is_empty() =>
+                    {
+                        Password::Sha256Hex(d)
+                    }
+                    _ => {
+                        return Err(
+                            "/password must have properties 'digest' and 'algorithm' (sha-256)"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            Some(_) => return Err("/password must be string".into()),
+            None => return Err("must have required property 'password'".into()),
+        };
+        let login = match fields.take("user") {
+            Some(Value::String(user)) if !user.is_empty() => user,
+            Some(Value::Object(user)) => {
+                let mut user = Fields(user);
+                match user.optional_string("username")? {
+                    Some(name) => name,
+                    None => user
+                        .optional_string("email")?
+                        .ok_or("/user must have required property 'username' or 'email'")?,
+                }
+            }
+            Some(_) => return Err("/user must be string or object".into()),
+            None => match fields.optional_string("username")? {
+                Some(name) => name,
+                None => fields
+                    .optional_string("email")?
+                    .ok_or("must have required property 'user', 'username' or 'email'")?,
+            },
+        };
+        Ok(LoginBody { login, password })
+    }
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let found = state.store.user_for_login(&body.login).await?;
+    let (user, stored) = match found {
+        Some((user, Some(hash))) if user.active => (Some(user), hash),
+        // No such user, no password, or deactivated: the same bcrypt work, then 401.
+        _ => (None, unmatchable_hash().to_owned()),
+    };
+    let matches = tokio::task::spawn_blocking(move || match &body.password {
+        Password::Plain(p) => verify_password(p, &stored),
+        Password::Sha256Hex(d) => verify_password_digest(d, &stored),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => return Err(ApiError::LoginFailed),
+    };
+    let token = issue_token(&state.store, &user.id, TokenLifetime::Default).await?;
+    Ok(Json(json!({
+        "status": "success",
+        "data": {"userId": user.id, "authToken": token, "me": user},
+        "success": true,
+    })))
+}
+
+/// `POST /api/v1/logout`: revokes the token the request was made with.
+pub async fn logout(
+    Authenticated(caller): Authenticated,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let token = auth_token(&headers)
+        .ok_or_else(|| ApiError::Internal("no token after authentication".into()))?;
+    state
+        .store
+        .revoke_sessions(&caller.user_id, &Revoke::Hash(hash_token(token)))
+        .await?;
+    Ok(Json(json!({
+        "status": "success",
+        "data": {"message": "You've been logged out!"},
+        "success": true,
+    })))
+}
+
+/// `GET /api/v1/me`: the caller, with `success`.
+pub async fn me(
+    Authenticated(caller): Authenticated,
+    _no_params: NoQueryParams,
+    _limit: RateLimit,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let user = state
+        .store
+        .user_by_id(&caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the caller's user is gone".into()))?;
+    Ok(Json(with_success(user_json(&user))))
+}
+
+/// `POST /api/v1/users.create`.
+pub struct CreateUserBody {
+    account: NewAccount,
+}
+
+impl FromJson for CreateUserBody {
+    fn from_json(value: Value) -> Result<Self, String> {
+        let mut f = Fields::of(value)?;
+        // Checked in Rocket.Chat's order of required properties.
+        let email = f.string("email")?;
+        let name = f.string("name")?;
+        let password = f.string("password")?;
+        let username = f.string("username")?;
+        Ok(CreateUserBody {
+            account: NewAccount {
+                username,
+                name: Some(name),
+                email: Some(email),
+                roles: f.optional_strings("roles")?.unwrap_or_default(),
+                password: Some(password),
+                active: f.optional_bool("active")?.unwrap_or(true),
+            },
+        })
+    }
+}
+
+pub async fn users_create(
+    _caller: Authorized<CreateUser>,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateUserBody>,
+) -> Result<Json<Value>, ApiError> {
+    let account = body.account;
+    if state
+        .store
+        .user_by_username(&account.username)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::meteor(
+            "error-field-unavailable",
+            &format!("{} is already in use :(", account.username),
+        ));
+    }
+    if let Some(email) = &account.email
+        && state.store.email_taken(email).await?
+    {
+        return Err(ApiError::meteor(
+            "error-field-unavailable",
+            &format!("{email} is already in use :("),
+        ));
+    }
+    let known = state.store.list_roles().await?;
+    if account.roles.iter().any(|r| !known.contains(r)) {
+        return Err(ApiError::meteor("error-invalid-role", "Invalid role"));
+    }
+    let user = create_user(&state.store, account)
+        .await
+        .map_err(|e| match e {
+            AccountError::Invalid(message) => ApiError::invalid_params(message),
+            AccountError::Store(e) => e.into(),
+        })?;
+    Ok(Json(json!({"user": user_json(&user), "success": true})))
+}
+
+/// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
+pub struct DeleteUserBody {
+    user_id: Option<String>,
+    username: Option<String>,
+}
+
+impl FromJson for DeleteUserBody {
+    fn from_json(value: Value) -> Result<Self, String> {
+        let mut f = Fields::of(value)?;
+        let user_id = f.optional_string("userId")?;
+        let username = f.optional_string("username")?;
+        if user_id.is_none() && username.is_none() {
+            return Err("must have required property 'userId' or 'username'".into());
+        }
+        Ok(DeleteUserBody { user_id, username })
+    }
+}
+
+pub async fn users_delete(
+    _caller: Authorized<DeleteUser>,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<DeleteUserBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = match (&body.user_id, &body.username) {
+        (Some(id), _) => state.store.user_by_id(id).await?,
+        (None, Some(name)) => state.store.user_by_username(name).await?,
+        (None, None) => None,
+    };
+    let removed = match user {
+        Some(user) => state.store.remove_user_by_id(&user.id).await?,
+        None => false,
+    };
+    if !removed {
+        return Err(ApiError::meteor(
+            "error-invalid-user",
+            "The required \"userId\" or \"username\" param provided does not match any user",
+        ));
+    }
+    Ok(Json(json!({"success": true})))
+}
+
+fn user_json(user: &User) -> Value {
+    serde_json::to_value(user).expect("a user is always JSON")
+}
+
+/// An object with `"success": true` appended, as Rocket.Chat's success answers are.
+pub fn with_success(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.insert("success".into(), Value::Bool(true));
+    }
+    value
+}
