@@ -12,6 +12,7 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
 COPY src ./src
 COPY migrations ./migrations
 COPY fixtures ./fixtures
+COPY assets ./assets
 # COPY keeps the context's mtimes, which may be older than the stub build: touch so cargo rebuilds.
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 

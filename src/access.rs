@@ -10,6 +10,7 @@ use crate::domain::permission::grants;
 use crate::domain::secrets::{encode_digest, token_digest};
 use crate::domain::time::now_ms;
 use crate::store::{Store, StoreError};
+use crate::telemetry;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +49,11 @@ impl Access {
         if let Some(cached) = stamp.and_then(|s| self.cache.session(s, &digest))
             && cached.user_id == user_id
         {
+            telemetry::cache_lookup("session", true);
             let live = cached.expires_at_ms.is_none_or(|expiry| now < expiry);
             return Ok(live.then_some(cached.caller));
         }
+        telemetry::cache_lookup("session", false);
 
         let Some(session) = self
             .store
@@ -87,7 +90,9 @@ impl Access {
         permission: &str,
     ) -> Result<bool, StoreError> {
         let stamp = self.cache.stamp();
-        let roles = match stamp.and_then(|s| self.cache.permission(s, permission)) {
+        let cached = stamp.and_then(|s| self.cache.permission(s, permission));
+        telemetry::cache_lookup("permission", cached.is_some());
+        let roles = match cached {
             Some(roles) => roles,
             None => {
                 let roles: Arc<[String]> = self

@@ -27,6 +27,8 @@ pub struct Settings {
     /// Take the client address from the last `X-Forwarded-For` entry (the one the proxy in
     /// front added) instead of the socket. Only behind a proxy that sets it.
     pub trust_proxy: bool,
+    /// Serve `GET /metrics` on the API's address (off when metrics have their own).
+    pub metrics_on_api: bool,
 }
 
 impl Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             rate_limit_calls: 10,
             rate_limit_window_ms: 60_000,
             trust_proxy: false,
+            metrics_on_api: true,
         }
     }
 }

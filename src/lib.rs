@@ -10,8 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod rocketchat;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Settings;
 pub use store::Store;

@@ -47,6 +47,7 @@ on_both_backends!(
     the_rocketchat_401_body_is_a_setting,
     unknown_routes_and_methods_are_404,
     health_and_info_routes,
+    the_dashboard_page_is_served,
     an_unreachable_database_is_503,
 );
 
@@ -276,7 +277,8 @@ async fn unknown_user_and_wrong_token_look_the_same(db: TestDb) {
         let mut h: Vec<(String, String)> = a
             .headers
             .iter()
-            .filter(|(k, _)| *k != "date")
+            // Per-answer headers: the time and the request's own id.
+            .filter(|(k, _)| *k != "date" && *k != "x-request-id")
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
             .collect();
         h.sort();
@@ -510,7 +512,7 @@ async fn unknown_routes_and_methods_are_404(db: TestDb) {
     let admin = app.admin().await;
     for path in [
         "/api/v1/nope",
-        "/",
+        "/api/v1/",
         "/api/v1/getLatestImportOperations/extra",
     ] {
         let answer = app.get(path, Some(&admin)).await;
@@ -552,6 +554,22 @@ async fn health_and_info_routes(db: TestDb) {
         info.json(),
         json!({"version": env!("CARGO_PKG_VERSION"), "success": true})
     );
+}
+
+async fn the_dashboard_page_is_served(db: TestDb) {
+    let app = TestApp::new(&db).await;
+    let page = app.get("/", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(page.body.contains("<title>Import history"), "no title");
+    assert!(page.body.contains("/api/v1/getLatestImportOperations"));
 }
 
 async fn an_unreachable_database_is_503(db: TestDb) {

@@ -39,6 +39,7 @@ on_both_backends!(
     rate_limit_comes_after_auth_and_params,
     rate_limit_can_be_turned_off,
     rocketchats_own_test_for_the_endpoint,
+    repeated_failed_logins_block_the_user,
 );
 
 fn body_login(answer: &Answer) -> Login {
@@ -876,4 +877,45 @@ async fn rocketchats_own_test_for_the_endpoint(db: TestDb) {
             r#"{"success":false,"error":"unauthorized"}"#
         )
     );
+}
+
+async fn repeated_failed_logins_block_the_user(db: TestDb) {
+    let app = app_without_limit(&db).await;
+    app.user_with_password("jane", &["admin"], "right").await;
+    app.user_with_password("john", &["admin"], "right").await;
+    for _ in 0..10 {
+        let answer = app
+            .post(
+                "/api/v1/login",
+                None,
+                &json!({"user": "jane", "password": "wrong"}),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::UNAUTHORIZED, LOGIN_FAILED)
+        );
+    }
+    // Now even the right password is refused, with Rocket.Chat's reason; other users are not.
+    let blocked = app
+        .post(
+            "/api/v1/login",
+            None,
+            &json!({"user": "jane", "password": "right"}),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        blocked.json(),
+        json!({"success": false, "error": "error-login-blocked-for-user", "status": "error",
+               "message": "Login has been temporarily blocked for this User"})
+    );
+    let other = app
+        .post(
+            "/api/v1/login",
+            None,
+            &json!({"user": "john", "password": "right"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
 }

@@ -1,6 +1,7 @@
 //! The command line: `importops serve` and the admin subcommands. Parsing lives here; each
 //! group of subcommands has its own module. Errors end as one sentence on stderr and exit 1.
 
+mod import;
 mod ops;
 mod output;
 mod permissions;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::store::{DEFAULT_DATABASE_URL, Store, StoreError};
+use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +52,14 @@ enum Command {
     /// Load, list or remove import operations
     #[command(subcommand)]
     Ops(ops::OpsCommand),
+    /// Load a Rocket.Chat export made with mongoexport (users.json, rocketchat_permissions.json,
+    /// rocketchat_import.json in DIR): all or nothing, and safe to run again
+    ImportRocketchat(import::ImportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a command can fail with; shown as one sentence.
@@ -77,7 +87,12 @@ impl From<crate::accounts::AccountError> for CliError {
 /// Parses the command line, runs the command, and turns any error into one line and exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    // The server logs its start and faults; other commands only warnings, their output is on
+    // stdout. RUST_LOG overrides either.
+    match &cli.command {
+        Command::Serve(args) => telemetry::init_logging(args.log_format, "info"),
+        _ => telemetry::init_logging(LogFormat::Text, "warn"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,6 +116,11 @@ async fn run(cli: Cli) -> CliResult {
     let url = cli.database_url;
     match cli.command {
         Command::Serve(args) => serve::run(&url, args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "importops", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Migrate => {
             open(&url).await?;
             println!("the database is up to date");
@@ -111,6 +131,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Permission(cmd) => permissions::run(&open(&url).await?, cmd).await,
         Command::Token(cmd) => tokens::run(&open(&url).await?, cmd).await,
         Command::Ops(cmd) => ops::run(&open(&url).await?, cmd).await,
+        Command::ImportRocketchat(args) => import::run(&url, args).await,
     }
 }
 
@@ -156,18 +177,6 @@ fn redacted(url: &str) -> String {
             format!("{base}?{}", pairs.join("&"))
         }
     }
-}
-
-/// Logs go to stderr: human lines, filtered by `RUST_LOG` (default: info for the server,
-/// warnings only for admin commands, whose output is on stdout).
-fn init_logging(server: bool) {
-    let default = if server { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// The user with this username, or an error that says there is none.

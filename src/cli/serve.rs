@@ -12,6 +12,7 @@ use crate::domain::operation::parse_batch;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
 use crate::store::Store;
+use crate::telemetry::LogFormat;
 
 /// The documented example that `--demo` loads.
 const DEMO_OPERATIONS: &str = include_str!("../../fixtures/documented-operations.json");
@@ -42,6 +43,12 @@ pub struct ServeArgs {
     /// Take the client address for rate limiting from the last X-Forwarded-For entry
     #[arg(long, env = "IMPORTOPS_TRUST_PROXY")]
     trust_proxy: bool,
+    /// Serve /metrics on this address instead of the API's
+    #[arg(long, env = "IMPORTOPS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log lines as human text or JSON objects
+    #[arg(long, env = "IMPORTOPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Create this admin user at start-up if it does not exist (with IMPORTOPS_ADMIN_PASSWORD)
     #[arg(long, env = "IMPORTOPS_ADMIN_USERNAME", hide = true)]
     admin_username: Option<String>,
@@ -88,14 +95,24 @@ pub async fn run(url: &str, args: ServeArgs) -> CliResult {
         rate_limit_calls: args.rate_limit_calls,
         rate_limit_window_ms: args.rate_limit_window_ms,
         trust_proxy: args.trust_proxy,
+        metrics_on_api: args.metrics_listen.is_none(),
     };
-    crate::server::run(
-        listener,
-        AppState::new(store, settings),
-        crate::server::shutdown_signal(),
-    )
-    .await
-    .map_err(|e| CliError::Io(format!("the server stopped: {e}")))
+    let state = AppState::new(store, settings);
+    if let Some(metrics_addr) = args.metrics_listen {
+        let metrics_listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| CliError::Io(format!("cannot listen on {metrics_addr}: {e}")))?;
+        tracing::info!(addr = %metrics_addr, "metrics are served on their own address");
+        let app = crate::http::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics_listener, app).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
+    crate::server::run(listener, state, crate::server::shutdown_signal())
+        .await
+        .map_err(|e| CliError::Io(format!("the server stopped: {e}")))
 }
 
 /// Creates the admin named by the environment, as Rocket.Chat does with ADMIN_USERNAME and

@@ -78,7 +78,8 @@ fn convert_object(map: Map<String, Value>) -> Result<Value, String> {
             "$binary" => {
                 return inner
                     .get("base64")
-                    .and_then(Value::as_str)
+                    .unwrap_or(inner)
+                    .as_str()
                     .map(|s| Value::String(s.to_owned()))
                     .ok_or_else(|| "$binary has no base64 string".to_owned());
             }

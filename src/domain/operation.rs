@@ -206,42 +206,50 @@ pub fn revise(
 /// `mongoexport` writes). Extended JSON wrappers are accepted. The first bad record fails the
 /// whole batch, with its position and the reason; so does an `_id` given twice.
 pub fn parse_batch(text: &str, now_ms: i64) -> Result<Vec<Operation>, InvalidOperation> {
-    let records: Vec<(String, Value)> = if text.trim_start().starts_with('[') {
+    let mut batch = Batch::default();
+    if text.trim_start().starts_with('[') {
         let values: Vec<Value> = serde_json::from_str(text)
             .map_err(|e| invalid(format!("the input is not a valid JSON array ({e})")))?;
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (format!("record {}", i + 1), v))
-            .collect()
+        for (i, value) in values.into_iter().enumerate() {
+            batch.push(format!("record {}", i + 1), value, now_ms)?;
+        }
     } else {
-        let mut records = Vec::new();
+        // One line at a time, so a large file never holds all its parsed documents at once.
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let value = serde_json::from_str(line)
                 .map_err(|e| invalid(format!("line {}: not a valid JSON document ({e})", i + 1)))?;
-            records.push((format!("line {}", i + 1), value));
+            batch.push(format!("line {}", i + 1), value, now_ms)?;
         }
-        records
-    };
-    let mut seen = std::collections::HashMap::with_capacity(records.len());
-    let mut ops = Vec::with_capacity(records.len());
-    for (place, value) in records {
+    }
+    Ok(batch.ops)
+}
+
+/// Operations checked so far, and where each `_id` was first seen.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Operation>,
+    seen: std::collections::HashMap<String, String>,
+}
+
+impl Batch {
+    fn push(&mut self, place: String, value: Value, now_ms: i64) -> Result<(), InvalidOperation> {
         let op = super::ejson::to_plain(value)
             .map_err(InvalidOperation)
             .and_then(|v| Operation::from_document(v, now_ms))
             .map_err(|e| invalid(format!("{place}: {e}")))?;
-        if let Some(first) = seen.insert(op.id.clone(), place.clone()) {
+        if let Some(first) = self.seen.get(&op.id) {
             return Err(invalid(format!(
                 "{place}: _id {} was already used by {first}",
                 op.id
             )));
         }
-        ops.push(op);
+        self.seen.insert(op.id.clone(), place);
+        self.ops.push(op);
+        Ok(())
     }
-    Ok(ops)
 }
 
 fn date_field(v: &Value, key: &str) -> Result<i64, InvalidOperation> {

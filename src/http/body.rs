@@ -37,11 +37,11 @@ impl<T: FromJson + Send> FromRequest<AppState> for JsonBody<T> {
                 "the request body must be JSON, sent with Content-Type: application/json",
             ));
         }
+        // Past the limit the read fails: the body is too large (a broken connection never
+        // gets to see an answer).
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
-            .map_err(|_| {
-                ApiError::invalid_params("the request body could not be read or is too large")
-            })?;
+            .map_err(|_| ApiError::PayloadTooLarge)?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::invalid_params(format!("the request body is not valid JSON ({e})"))
         })?;

@@ -12,6 +12,8 @@ const UNAUTHORIZED_ROCKETCHAT: &str = r#"{"success":false,"error":"You must be l
 const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
 const LOGIN_FAILED: &str =
     r#"{"success":false,"error":"Unauthorized","status":"error","message":"Unauthorized"}"#;
+const PAYLOAD_TOO_LARGE: &str = r#"{"success":false,"error":"Payload Too Large"}"#;
+const HEADERS_TOO_LARGE: &str = r#"{"success":false,"error":"Request Header Fields Too Large"}"#;
 const NOT_FOUND: &str = r#"{"success":false,"error":"Resource not found"}"#;
 const UNAVAILABLE: &str = r#"{"success":false,"error":"Service Unavailable"}"#;
 const INTERNAL: &str = r#"{"success":false,"error":"Internal server error"}"#;
@@ -38,9 +40,18 @@ pub enum ApiError {
     /// 401 for a failed password login (its own body, whatever the 401 setting).
     #[error("login failed")]
     LoginFailed,
+    /// 401 while logins are blocked after repeated failures (`login_guard`).
+    #[error("login blocked")]
+    LoginBlocked { by_address: bool },
     /// 429: over the rate limit; the caller may try again after this many seconds.
     #[error("rate limited")]
     TooManyRequests { wait_seconds: u64 },
+    /// 413: the request body is larger than the server reads.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 431: the request headers are larger than the server reads.
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// 404: no such route.
     #[error("no such route")]
     NotFound,
@@ -97,6 +108,20 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, LOGIN_FAILED.into()),
+            ApiError::LoginBlocked { by_address } => {
+                let (error, what) = if *by_address {
+                    ("error-login-blocked-for-ip", "IP")
+                } else {
+                    ("error-login-blocked-for-user", "User")
+                };
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": error,
+                    "status": "error",
+                    "message": format!("Login has been temporarily blocked for this {what}"),
+                });
+                (StatusCode::UNAUTHORIZED, body.to_string())
+            }
             ApiError::TooManyRequests { wait_seconds } => {
                 let body = serde_json::json!({
                     "success": false,
@@ -106,6 +131,11 @@ impl ApiError {
                 });
                 (StatusCode::TOO_MANY_REQUESTS, body.to_string())
             }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, PAYLOAD_TOO_LARGE.into()),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                HEADERS_TOO_LARGE.into(),
+            ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND.into()),
             ApiError::Store(StoreError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into())

@@ -5,9 +5,13 @@
 
 pub mod auth;
 pub mod body;
+mod dashboard;
 pub mod error;
 mod health;
 mod imports;
+mod limits;
+pub mod login_guard;
+mod observe;
 mod operations;
 pub mod params;
 mod permissions;
@@ -41,25 +45,29 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// `None` when the rate limiter is off.
     pub limiter: Option<Arc<RateLimiter>>,
+    pub login_guard: Arc<login_guard::LoginGuard>,
 }
 
 impl AppState {
     /// The state for a server over `store`; starts the cache's change watcher, so it must be
     /// called inside a Tokio runtime.
     pub fn new(store: Store, settings: Settings) -> Self {
+        // Install the metrics recorder before the first request is counted.
+        crate::telemetry::metrics();
         let cache = Cache::new(store.clone());
         AppState {
             access: Access::new(store.clone(), cache.clone(), &settings),
             cache,
             store,
             limiter: RateLimiter::from_settings(&settings).map(Arc::new),
+            login_guard: Arc::default(),
             settings: Arc::new(settings),
         }
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route(
             "/api/v1/getLatestImportOperations",
             get(operations::get_latest_import_operations),
@@ -82,13 +90,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/getImportProgress", get(imports::progress))
         .route("/api/v1/import.operations.upsert", post(imports::upsert))
         .route("/api/info", get(health::info))
+        .route("/", get(dashboard::page))
         .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    if state.settings.metrics_on_api {
+        routes = routes.route("/metrics", get(observe::metrics));
+    }
+    routes
         .fallback(not_found)
         // Rocket.Chat registers each route for its methods only: another method is not found.
         .method_not_allowed_fallback(not_found)
         .with_state(state)
+        // Layers, innermost first: each wraps those above it.
         .layer(axum::middleware::from_fn(rate_limit::add_headers))
+        .layer(axum::middleware::from_fn(limits::enforce))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -100,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             error::internal_error_response()
         }))
+        .layer(axum::middleware::from_fn(observe::record_metrics))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // The route's pattern, not the raw URI: no query strings in the logs.
@@ -107,14 +123,28 @@ pub fn router(state: AppState) -> Router {
                     .extensions()
                     .get::<MatchedPath>()
                     .map_or("<unmatched>", MatchedPath::as_str);
-                tracing::debug_span!("request", method = %request.method(), path)
+                let id = request
+                    .headers()
+                    .get(&observe::REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", request_id = id, method = %request.method(), path)
             }),
         )
+        .layer(axum::middleware::from_fn(observe::request_id))
         .layer(SetSensitiveRequestHeadersLayer::new([
             HeaderName::from_static("x-auth-token"),
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// `/metrics` alone, for a separate listen address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(observe::metrics))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

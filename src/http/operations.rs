@@ -10,6 +10,7 @@ use super::AppState;
 use super::auth::{Authorized, ViewImportOperations};
 use super::error::{ApiError, json_response};
 use super::params::NoQueryParams;
+use crate::telemetry;
 
 /// How many operations Rocket.Chat returns.
 pub const LATEST_LIMIT: i64 = 20;
@@ -20,7 +21,9 @@ pub async fn get_latest_import_operations(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let stamp = state.cache.stamp();
-    let body = match stamp.and_then(|s| state.cache.latest(s)) {
+    let cached = stamp.and_then(|s| state.cache.latest(s));
+    telemetry::cache_lookup("latest", cached.is_some());
+    let body = match cached {
         Some(body) => body,
         None => {
             let docs = state.store.latest_operations(LATEST_LIMIT).await?;

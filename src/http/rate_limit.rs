@@ -132,11 +132,12 @@ pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     {
         return Ok(());
     }
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
     let key = Key {
-        route: parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        route: route.clone(),
         method: parts.method.clone(),
         client: client_address(parts, state.settings.trust_proxy),
     };
@@ -148,6 +149,7 @@ pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     if count.allowed {
         Ok(())
     } else {
+        crate::telemetry::rate_limited(&route);
         let left_ms = u64::try_from(count.reset_ms - now).unwrap_or(0);
         Err(ApiError::TooManyRequests {
             wait_seconds: left_ms.div_ceil(1000),
@@ -157,7 +159,7 @@ pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
 
 /// The client's address: the socket's peer, or behind a trusted proxy the last
 /// `X-Forwarded-For` entry (the one that proxy added; earlier ones are the client's word).
-fn client_address(parts: &Parts, trust_proxy: bool) -> IpAddr {
+pub fn client_address(parts: &Parts, trust_proxy: bool) -> IpAddr {
     if trust_proxy
         && let Some(ip) = parts
             .headers
@@ -174,6 +176,20 @@ fn client_address(parts: &Parts, trust_proxy: bool) -> IpAddr {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The client's address, as the rate limiter sees it.
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(ClientAddress(client_address(
+            parts,
+            state.settings.trust_proxy,
+        )))
+    }
 }
 
 /// The rate-limit check for routes without a request body. Take it after the auth and

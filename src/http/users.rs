@@ -10,11 +10,12 @@ use super::auth::{Authenticated, Authorized, CreateUser, DeleteUser, auth_token}
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
 use super::params::NoQueryParams;
-use super::rate_limit::RateLimit;
+use super::rate_limit::{ClientAddress, RateLimit};
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
 use crate::domain::secrets::{
     hash_token, unmatchable_hash, verify_password, verify_password_digest,
 };
+use crate::domain::time::now_ms;
 use crate::domain::user::User;
 use crate::store::Revoke;
 
@@ -79,8 +80,10 @@ impl FromJson for LoginBody {
 
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
+    state.login_guard.check(&body.login, client, now_ms())?;
     let found = state.store.user_for_login(&body.login).await?;
     let (user, stored) = match found {
         Some((user, Some(hash))) if user.active => (Some(user), hash),
@@ -95,8 +98,12 @@ pub async fn login(
     .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
     let user = match user {
         Some(user) if matches => user,
-        _ => return Err(ApiError::LoginFailed),
+        _ => {
+            state.login_guard.failed(&body.login, client, now_ms());
+            return Err(ApiError::LoginFailed);
+        }
     };
+    state.login_guard.succeeded(&body.login);
     let token = issue_token(&state.store, &user.id, TokenLifetime::Default).await?;
     Ok(Json(json!({
         "status": "success",

@@ -119,7 +119,7 @@ impl LoadReport {
 
 /// A Rocket.Chat export ready to be written by `Store::import_rocketchat` (`rocketchat`
 /// reads and checks one).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RocketchatImport {
     pub users: Vec<ImportedUser>,
     /// `(permission, roles)`, inserted or replaced.
@@ -128,7 +128,7 @@ pub struct RocketchatImport {
 }
 
 /// A Rocket.Chat user, inserted or replaced by `_id`, with the tokens that replace its sessions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedUser {
     pub id: String,
     pub username: Option<String>,
@@ -143,7 +143,7 @@ pub struct ImportedUser {
 }
 
 /// A login token (`expires_at` left to the configured expiration) or a personal access token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedToken {
     pub hashed_token: String,
     pub kind: TokenKind,
@@ -234,6 +234,14 @@ impl Store {
         match self.engine {
             Engine::Sqlite(_) => Backend::Sqlite,
             Engine::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The pool's connections: (open, idle).
+    pub fn pool_status(&self) -> (u32, usize) {
+        match &self.engine {
+            Engine::Sqlite(s) => s.pool_status(),
+            Engine::Postgres(s) => s.pool_status(),
         }
     }
 
@@ -423,6 +431,18 @@ impl Store {
 
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
         dispatch_write!(self.remove_operation(id))
+    }
+
+    /// Writes a Rocket.Chat export in one transaction: roles, users (by `_id`; their sessions
+    /// replaced by the export's tokens), permissions and operations (by `_id`). A username held
+    /// by a local user outside the export is a `Conflict`, and nothing is written. `progress`
+    /// is told how many users, permissions and operations each step wrote.
+    pub async fn import_rocketchat(
+        &self,
+        data: &RocketchatImport,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ImportReport, StoreError> {
+        dispatch_write!(self.import_rocketchat(data, crate::domain::time::now_ms(), progress))
     }
 }
 

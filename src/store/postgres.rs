@@ -1,5 +1,7 @@
 //! The shared backend: PostgreSQL, for several stateless replicas on one database.
 
+mod import;
+
 use std::ops::ControlFlow;
 use std::str::FromStr;
 use std::time::Duration;
@@ -136,6 +138,10 @@ impl PostgresStore {
             }
             tokio::time::sleep(interval).await;
         }
+    }
+
+    pub fn pool_status(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     pub async fn close(&self) {

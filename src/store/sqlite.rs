@@ -1,5 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode, readers never wait for the writer.
 
+mod import;
+
 use std::ops::ControlFlow;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -138,6 +140,10 @@ impl SqliteStore {
         )
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    pub fn pool_status(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     pub async fn close(&self) {

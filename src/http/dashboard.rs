@@ -1,0 +1,39 @@
+//! `GET /`: the dashboard, a single page like Rocket.Chat's admin import history. It signs in
+//! through the API and reads `getLatestImportOperations` from the browser; the server only
+//! serves the file, compiled into the binary.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+/// The page: HTML, CSS and JavaScript in one file, with no external resources.
+const PAGE: &str = include_str!("../../assets/dashboard.html");
+
+/// The page's inline script and style are its only code; it talks to this origin only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+pub async fn page() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}

@@ -1,0 +1,77 @@
+//! What the server tells about its requests: a request id on every request and answer (taken
+//! from `X-Request-Id` when the client sent a sane one), and the metrics of each answer.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::telemetry;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Ids made here: a random prefix for this process and a counter.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: LazyLock<String> =
+        LazyLock::new(|| crate::domain::ids::new_meteor_id()[..8].to_owned());
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{}-{n}", *PREFIX)).expect("ASCII")
+}
+
+/// A client's id is kept when it is 1 to 128 visible ASCII characters.
+fn is_sane(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
+}
+
+/// Middleware: makes sure the request has one sane `X-Request-Id`, and echoes it.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+    let id = match (ids.next(), ids.next()) {
+        (Some(id), None) if is_sane(id) => id.clone(),
+        _ => new_request_id(),
+    };
+    request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID.clone(), id);
+    response
+}
+
+/// Middleware: counts and times each answer by route pattern, method and status.
+pub async fn record_metrics(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    telemetry::record_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        start.elapsed(),
+    );
+    response
+}
+
+/// `GET /metrics`: Prometheus' text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let (size, idle) = state.store.pool_status();
+    telemetry::pool_connections(size, idle);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        telemetry::metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,119 @@
+//! Logs and metrics. Logs go to stderr as human lines or JSON lines; every line written while
+//! a request is handled carries its request id. Metrics are kept by the `metrics` crate's
+//! recorder and rendered in Prometheus' text format at `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Installs the log subscriber, filtered by `RUST_LOG` (else `default_filter`). Later calls
+/// do nothing.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Latency buckets in seconds: from 50 µs (a cached answer) to 10 s (a timed-out database).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide metrics recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("importops_http_request_duration_seconds".into()),
+                LATENCY_BUCKETS,
+            )
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may exist already (a test harness); then ours only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!("importops_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::describe_counter!(
+            "importops_http_requests_total",
+            "HTTP requests answered, by route pattern, method and status"
+        );
+        metrics::describe_histogram!(
+            "importops_http_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time to answer an HTTP request, by route pattern and method"
+        );
+        metrics::describe_counter!(
+            "importops_cache_lookups_total",
+            "Cache lookups on the request path, by kind and result (hit or miss)"
+        );
+        metrics::describe_counter!(
+            "importops_rate_limit_rejections_total",
+            "Requests answered 429 by the rate limiter, by route pattern"
+        );
+        metrics::describe_gauge!(
+            "importops_db_pool_connections",
+            "Database pool connections, by state (idle or in use)"
+        );
+        metrics::describe_gauge!("importops_build_info", "Always 1; the version as a label");
+        handle
+    })
+}
+
+/// Counts one answered request.
+pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    let labels = [("route", route.to_owned()), ("method", method.to_owned())];
+    metrics::histogram!("importops_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        "importops_http_requests_total",
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// Counts a cache lookup on the request path.
+pub fn cache_lookup(kind: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!("importops_cache_lookups_total", "kind" => kind, "result" => result)
+        .increment(1);
+}
+
+/// Counts a request refused by the rate limiter.
+pub fn rate_limited(route: &str) {
+    metrics::counter!("importops_rate_limit_rejections_total", "route" => route.to_owned())
+        .increment(1);
+}
+
+/// Sets the pool gauges, just before rendering.
+pub fn pool_connections(size: u32, idle: usize) {
+    let idle = idle as f64;
+    metrics::gauge!("importops_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("importops_db_pool_connections", "state" => "in_use")
+        .set((f64::from(size) - idle).max(0.0));
+}
