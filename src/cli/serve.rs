@@ -11,7 +11,7 @@ use crate::config::{AuthErrorBody, Settings};
 use crate::domain::operation::parse_batch;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::LogFormat;
 
 /// The documented example that `--demo` loads.
@@ -128,12 +128,18 @@ async fn bootstrap_admin(store: &Store, username: &str, password: &str) -> CliRe
         active: true,
         ..NewAccount::default()
     };
-    create_user(store, account).await.map_err(|e| match e {
-        AccountError::Invalid(msg) => CliError::Usage(format!("IMPORTOPS_ADMIN_USERNAME: {msg}")),
-        AccountError::Store(e) => e.into(),
-    })?;
-    tracing::info!(username, "created the admin user from the environment");
-    Ok(())
+    match create_user(store, account).await {
+        Ok(_) => {
+            tracing::info!(username, "created the admin user from the environment");
+            Ok(())
+        }
+        // Another replica starting at the same time created it first.
+        Err(AccountError::Store(StoreError::Conflict(_))) => Ok(()),
+        Err(AccountError::Invalid(msg)) => {
+            Err(CliError::Usage(format!("IMPORTOPS_ADMIN_USERNAME: {msg}")))
+        }
+        Err(AccountError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// Loads the documented example into an empty database, makes sure user `admin` exists, and
