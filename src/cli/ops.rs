@@ -35,9 +35,14 @@ pub async fn run(store: &Store, cmd: OpsCommand) -> CliResult {
     match cmd {
         OpsCommand::Load { file } => {
             let text = read_input(&file)?;
-            let ops = parse_batch(&text, now_ms())
-                .map_err(|e| CliError::Usage(format!("nothing was loaded: {e}")))?;
-            let report = store.upsert_operations(&ops).await?;
+            let spinner = Spinner::start("checking the operations");
+            let ops = parse_batch(&text, now_ms());
+            spinner.finish();
+            let ops = ops.map_err(|e| CliError::Usage(format!("nothing was loaded: {e}")))?;
+            let spinner = Spinner::start(&format!("writing {} operations", ops.len()));
+            let report = store.upsert_operations(&ops).await;
+            spinner.finish();
+            let report = report?;
             println!(
                 "loaded {} operations ({} new, {} replaced)",
                 ops.len(),
@@ -103,4 +108,24 @@ fn read_input(file: &str) -> Result<String, CliError> {
     };
     result.map_err(|e| CliError::Io(format!("cannot read {file}: {e}")))?;
     Ok(text)
+}
+
+/// A spinner with a message on stderr while long work runs, only on a terminal.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(message: &str) -> Self {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Spinner(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Spinner(Some(bar))
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }

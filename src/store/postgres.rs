@@ -25,8 +25,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// The channel the tables' triggers notify on every committed write (migration 0002).
 const CHANGES_CHANNEL: &str = "importops_changes";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Operations sent per statement by `upsert_operations`.
-const UPSERT_CHUNK: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -522,37 +520,9 @@ impl PostgresStore {
 
     pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        for chunk in ops.chunks(UPSERT_CHUNK) {
-            // WITH ORDINALITY keeps the chunk's order, so seq follows the input order.
-            sqlx::query(
-                "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) \
-                 SELECT id, updated_at, ts, status, valid, doc FROM UNNEST( \
-                 $1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::text[]) \
-                 WITH ORDINALITY AS o(id, updated_at, ts, status, valid, doc, n) ORDER BY n \
-                 ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
-                 ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
-                 doc = excluded.doc",
-            )
-            .bind(chunk.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|o| o.updated_at_ms).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|o| o.ts_ms).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|o| o.valid).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|o| o.doc.as_str()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
+        let report = write_operations(&mut tx, ops, &|_| {}).await?;
         tx.commit().await.map_err(err)?;
-        Ok(LoadReport::counted(ops.len(), before, after))
+        Ok(report)
     }
 
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
@@ -575,4 +545,55 @@ async fn insert_roles(
         .await
         .map(drop)
         .map_err(err)
+}
+
+/// Operations sent per statement by `write_operations`.
+const OPERATION_CHUNK: usize = 2_000;
+
+async fn count_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)
+}
+
+/// Inserts or replaces operations by `_id` inside a transaction, in their order, a chunk at a
+/// time (`progress` is told each chunk's size). A replaced operation keeps its `seq`, its place
+/// in the stored order. The ids must be distinct.
+async fn write_operations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ops: &[Operation],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LoadReport, StoreError> {
+    if ops.is_empty() {
+        return Ok(LoadReport::default());
+    }
+    let before = count_rows(tx, "import_operations").await?;
+    for chunk in ops.chunks(OPERATION_CHUNK) {
+        // WITH ORDINALITY keeps the chunk's order, so seq follows the input order.
+        sqlx::query(
+            "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) \
+             SELECT id, updated_at, ts, status, valid, doc FROM UNNEST( \
+             $1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::text[]) \
+             WITH ORDINALITY AS o(id, updated_at, ts, status, valid, doc, n) ORDER BY n \
+             ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
+             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
+             doc = excluded.doc",
+        )
+        .bind(chunk.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|o| o.updated_at_ms).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|o| o.ts_ms).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|o| o.valid).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|o| o.doc.as_str()).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+        progress(chunk.len() as u64);
+    }
+    let after = count_rows(tx, "import_operations").await?;
+    Ok(LoadReport::counted(ops.len(), before, after))
 }

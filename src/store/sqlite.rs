@@ -525,35 +525,9 @@ impl SqliteStore {
 
     pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        for op in ops {
-            // An update keeps seq, so the operation keeps its place in the stored order.
-            sqlx::query(
-                "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
-                 ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
-                 doc = excluded.doc",
-            )
-            .bind(&op.id)
-            .bind(op.updated_at_ms)
-            .bind(op.ts_ms)
-            .bind(&op.status)
-            .bind(op.valid)
-            .bind(&op.doc)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
+        let report = write_operations(&mut tx, ops, &|_| {}).await?;
         tx.commit().await.map_err(err)?;
-        Ok(LoadReport::counted(ops.len(), before, after))
+        Ok(report)
     }
 
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
@@ -578,4 +552,53 @@ async fn insert_roles(
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's parameter limit.
+const OPERATION_CHUNK: usize = 1_000;
+
+async fn count_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)
+}
+
+/// Inserts or replaces operations by `_id` inside a transaction, in their order, a chunk at a
+/// time (`progress` is told each chunk's size). A replaced operation keeps its `seq`, its place
+/// in the stored order. The ids must be distinct.
+async fn write_operations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ops: &[Operation],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LoadReport, StoreError> {
+    if ops.is_empty() {
+        return Ok(LoadReport::default());
+    }
+    let before = count_rows(tx, "import_operations").await?;
+    for chunk in ops.chunks(OPERATION_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) ",
+        );
+        q.push_values(chunk, |mut row, op| {
+            row.push_bind(op.id.as_str())
+                .push_bind(op.updated_at_ms)
+                .push_bind(op.ts_ms)
+                .push_bind(op.status.as_str())
+                .push_bind(op.valid)
+                .push_bind(op.doc.as_str());
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
+             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
+             doc = excluded.doc",
+        );
+        q.build().execute(&mut **tx).await.map_err(err)?;
+        progress(chunk.len() as u64);
+    }
+    let after = count_rows(tx, "import_operations").await?;
+    Ok(LoadReport::counted(ops.len(), before, after))
 }

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Transaction};
 use super::super::{
     ImportReport, ImportedUser, LoadReport, RocketchatImport, StoreError, encode_list,
 };
-use super::{PostgresStore, err};
+use super::{PostgresStore, count_rows, err, write_operations};
 
 /// Rows per statement.
 const CHUNK_ROWS: usize = 2_000;
@@ -53,13 +53,6 @@ fn username_race(e: sqlx::Error) -> StoreError {
         ),
         _ => err(e),
     }
-}
-
-async fn count(tx: &mut Tx<'_>, table: &str) -> Result<i64, StoreError> {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)
 }
 
 /// Every role the users and permissions name, created where missing.
@@ -123,7 +116,7 @@ async fn import_users(
     .await
     .map_err(err)?;
 
-    let before = count(tx, "users").await?;
+    let before = count_rows(tx, "users").await?;
     for chunk in users.chunks(CHUNK_ROWS) {
         sqlx::query(
             "INSERT INTO users (id, username, name, active, roles, emails, password_bcrypt, \
@@ -176,7 +169,7 @@ async fn import_users(
         .map_err(username_race)?;
         progress(chunk.len() as u64);
     }
-    let after = count(tx, "users").await?;
+    let after = count_rows(tx, "users").await?;
 
     // The export's tokens replace the sessions: a token revoked in Rocket.Chat stops working.
     sqlx::query("DELETE FROM sessions WHERE user_id = ANY($1::text[])")
@@ -238,7 +231,7 @@ async fn import_permissions(
     if permissions.is_empty() {
         return Ok(LoadReport::default());
     }
-    let before = count(tx, "permissions").await?;
+    let before = count_rows(tx, "permissions").await?;
     for chunk in permissions.chunks(CHUNK_ROWS) {
         sqlx::query(
             "INSERT INTO permissions (id, roles, updated_at) \
@@ -259,7 +252,7 @@ async fn import_permissions(
         .map_err(err)?;
         progress(chunk.len() as u64);
     }
-    let after = count(tx, "permissions").await?;
+    let after = count_rows(tx, "permissions").await?;
     Ok(LoadReport::counted(permissions.len(), before, after))
 }
 
@@ -269,33 +262,5 @@ async fn import_operations(
     data: &RocketchatImport,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<LoadReport, StoreError> {
-    let ops = &data.operations;
-    if ops.is_empty() {
-        return Ok(LoadReport::default());
-    }
-    let before = count(tx, "import_operations").await?;
-    for chunk in ops.chunks(CHUNK_ROWS) {
-        // WITH ORDINALITY keeps the chunk's order, so seq follows the file's order.
-        sqlx::query(
-            "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) \
-             SELECT id, updated_at, ts, status, valid, doc FROM UNNEST( \
-             $1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bool[], $6::text[]) \
-             WITH ORDINALITY AS o(id, updated_at, ts, status, valid, doc, n) ORDER BY n \
-             ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
-             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
-             doc = excluded.doc",
-        )
-        .bind(chunk.iter().map(|o| o.id.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|o| o.updated_at_ms).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|o| o.ts_ms).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|o| o.valid).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|o| o.doc.as_str()).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-        progress(chunk.len() as u64);
-    }
-    let after = count(tx, "import_operations").await?;
-    Ok(LoadReport::counted(ops.len(), before, after))
+    write_operations(tx, &data.operations, progress).await
 }

@@ -10,7 +10,7 @@ use super::super::{
     ImportReport, ImportedToken, ImportedUser, LoadReport, RocketchatImport, StoreError,
     encode_list,
 };
-use super::{SqliteStore, err};
+use super::{SqliteStore, count_rows, err, write_operations};
 
 /// Rows per statement. SQLite takes at most 32 766 parameters in one statement; users have 9
 /// columns, operations 6.
@@ -47,13 +47,6 @@ fn username_taken(username: &str, export_id: &str, local_id: &str) -> StoreError
         "the username {username:?} of the exported user {export_id} is already taken by the \
          local user {local_id}; nothing was imported"
     ))
-}
-
-async fn count(tx: &mut Tx<'_>, table: &str) -> Result<i64, StoreError> {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)
 }
 
 /// Every role the users and permissions name, created where missing.
@@ -122,7 +115,7 @@ async fn import_users(
     .await
     .map_err(err)?;
 
-    let before = count(tx, "users").await?;
+    let before = count_rows(tx, "users").await?;
     for chunk in users.chunks(CHUNK_ROWS) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO users (id, username, name, active, roles, emails, password_bcrypt, \
@@ -148,7 +141,7 @@ async fn import_users(
         q.build().execute(&mut **tx).await.map_err(err)?;
         progress(chunk.len() as u64);
     }
-    let after = count(tx, "users").await?;
+    let after = count_rows(tx, "users").await?;
 
     // The export's tokens replace the sessions: a token revoked in Rocket.Chat stops working.
     sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT value FROM json_each(?))")
@@ -190,7 +183,7 @@ async fn import_permissions(
     if permissions.is_empty() {
         return Ok(LoadReport::default());
     }
-    let before = count(tx, "permissions").await?;
+    let before = count_rows(tx, "permissions").await?;
     for chunk in permissions.chunks(CHUNK_ROWS) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO permissions (id, roles, updated_at) ");
         q.push_values(chunk, |mut row, (id, roles)| {
@@ -205,7 +198,7 @@ async fn import_permissions(
         q.build().execute(&mut **tx).await.map_err(err)?;
         progress(chunk.len() as u64);
     }
-    let after = count(tx, "permissions").await?;
+    let after = count_rows(tx, "permissions").await?;
     Ok(LoadReport::counted(permissions.len(), before, after))
 }
 
@@ -215,31 +208,5 @@ async fn import_operations(
     data: &RocketchatImport,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<LoadReport, StoreError> {
-    let ops = &data.operations;
-    if ops.is_empty() {
-        return Ok(LoadReport::default());
-    }
-    let before = count(tx, "import_operations").await?;
-    for chunk in ops.chunks(CHUNK_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) ",
-        );
-        q.push_values(chunk, |mut row, op| {
-            row.push_bind(op.id.as_str())
-                .push_bind(op.updated_at_ms)
-                .push_bind(op.ts_ms)
-                .push_bind(op.status.as_str())
-                .push_bind(op.valid)
-                .push_bind(op.doc.as_str());
-        });
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
-             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
-             doc = excluded.doc",
-        );
-        q.build().execute(&mut **tx).await.map_err(err)?;
-        progress(chunk.len() as u64);
-    }
-    let after = count(tx, "import_operations").await?;
-    Ok(LoadReport::counted(ops.len(), before, after))
+    write_operations(tx, &data.operations, progress).await
 }
