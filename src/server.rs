@@ -1,26 +1,82 @@
-//! Running the HTTP server: on a listener the caller bound, until a shutdown future resolves.
+//! Running the HTTP server on a listener the caller bound, until a shutdown future resolves.
+//!
+//! The accept loop is our own (over hyper) rather than `axum::serve`, for two guarantees on
+//! shutdown: a request that reached an open connection before the signal is still answered,
+//! and the drain is bounded, even with a client that never finishes its request.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::http::{AppState, router};
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the signal, requests already on their way to open connections are read in this time.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// The longest the server waits for requests in flight before it exits anyway.
+const DRAIN_LIMIT: Duration = Duration::from_secs(8);
+
+/// Serves until `shutdown` resolves: then stops accepting, answers what it has received, and
+/// returns within `SHUTDOWN_GRACE + DRAIN_LIMIT`.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    // The peer address feeds the rate limiter's per-client windows.
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = router(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        // The peer address feeds the rate limiter's per-client windows.
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+
+    // New connections are refused from here on.
+    drop(listener);
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain limit: exiting anyway");
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -13,6 +13,17 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
      style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
+/// The dashboard
+///
+/// A page like Rocket.Chat's admin import history: sign in, then the latest operations,
+/// refreshed every 5 s. One HTML file with no external resources.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "dashboard",
+    tag = "server",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html")),
+)]
 pub async fn page() -> Response {
     (
         [

@@ -12,6 +12,7 @@ use super::AppState;
 use super::auth::{Authorized, RunImport};
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::{ApiError, json_response};
+use super::openapi as api;
 use super::params::NoQueryParams;
 use super::rate_limit::RateLimit;
 use crate::domain::ids::new_meteor_id;
@@ -31,7 +32,25 @@ async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiErro
     }
 }
 
-/// `GET /api/v1/getCurrentImportOperation`: the operation with the newest `ts`.
+/// The current import operation
+///
+/// The operation with the newest `ts`, whatever its status. Needs `run-import`. Takes no query
+/// parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/getCurrentImportOperation",
+    operation_id = "getCurrentImportOperation",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The current operation, if any",
+            body = api::CurrentImportOperation),
+        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
+            route takes none): `error-invalid-params`"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn get_current(
     _caller: Authorized<RunImport>,
     _no_params: NoQueryParams,
@@ -45,7 +64,25 @@ pub async fn get_current(
     Ok(json_response(StatusCode::OK, body))
 }
 
-/// `GET /api/v1/import.status`.
+/// The state of the current import
+///
+/// Derived from the current operation's status and validity as Rocket.Chat does. Needs
+/// `run-import`. Takes no query parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/import.status",
+    operation_id = "import.status",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The state, and the current operation if any",
+            body = api::ImportStatus),
+        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
+            route takes none): `error-invalid-params`"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn status(
     _caller: Authorized<RunImport>,
     _no_params: NoQueryParams,
@@ -69,7 +106,23 @@ fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
     revise(doc, changes, now).map_err(|e| e.0)
 }
 
-/// `POST /api/v1/import.new`: invalidates the valid operations and starts a new one.
+/// Start a new import
+///
+/// Invalidates every valid operation (`valid: false`, `_updatedAt` now), then starts
+/// `{type: "api", importerKey: "api", status: "importer_new", valid: true, user: <caller>}`.
+/// Needs `run-import`. Takes no body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/import.new",
+    operation_id = "import.new",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The new operation", body = api::OperationResponse),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn new(
     Authorized(caller, _): Authorized<RunImport>,
     _limit: RateLimit,
@@ -94,7 +147,22 @@ pub async fn new(
     Ok(Json(json!({"operation": operation, "success": true})))
 }
 
-/// `POST /api/v1/import.clear`: invalidates every valid operation.
+/// Clear the current import
+///
+/// Invalidates every valid operation (`valid: false`, `_updatedAt` now). Needs `run-import`.
+/// Takes no body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/import.clear",
+    operation_id = "import.clear",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "Done", body = api::Success),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn clear(
     _caller: Authorized<RunImport>,
     _limit: RateLimit,
@@ -108,7 +176,25 @@ pub async fn clear(
     Ok(Json(json!({"success": true})))
 }
 
-/// `GET /api/v1/importers.list`: a bare array.
+/// The importers
+///
+/// Rocket.Chat's importers, as a bare array. Needs `run-import`. Takes no query parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/importers.list",
+    operation_id = "importers.list",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "A bare JSON array (no `success`)", body = [api::Importer],
+            example = json!([{"key": "csv", "name": "CSV"}, {"key": "slack", "name": "Slack"},
+                {"key": "slack-users", "name": "Slack_Users"}])),
+        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
+            route takes none): `error-invalid-params`"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn importers(
     _caller: Authorized<RunImport>,
     _no_params: NoQueryParams,
@@ -121,7 +207,25 @@ pub async fn importers(
     Json(Value::Array(list))
 }
 
-/// `GET /api/v1/getImportProgress`: the current operation's progress.
+/// The current import's progress
+///
+/// The current operation's importer, status and counts. Needs `run-import`. Takes no query
+/// parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/getImportProgress",
+    operation_id = "getImportProgress",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The progress", body = api::ImportProgress),
+        (status = 400, body = api::BadRequest, description = "There is no operation \
+            (`error-operation-not-found`), or a query parameter was sent \
+            (`error-invalid-params`)"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn progress(
     _caller: Authorized<RunImport>,
     _no_params: NoQueryParams,
@@ -190,8 +294,27 @@ impl FromJson for UpsertBody {
     }
 }
 
-/// `POST /api/v1/import.operations.upsert` (an importops extension): creates an operation, or
-/// with the `_id` of an existing one changes the given fields; `_updatedAt` becomes now.
+/// Create or change an operation (an importops extension)
+///
+/// Not part of Rocket.Chat's API: lets an import pipeline that is not Rocket.Chat report its
+/// progress. Creates an operation, or with the `_id` of an existing one changes the fields
+/// given; `_updatedAt` becomes now. Needs `run-import`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/import.operations.upsert",
+    operation_id = "import.operations.upsert",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    request_body(content = api::UpsertOperationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The operation as stored", body = api::OperationResponse),
+        (status = 400, body = api::BadRequest, description = "`error-invalid-params`: not JSON, \
+            a field of the wrong type or value, or a new operation without `type`, \
+            `importerKey` or `status`"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn upsert(
     Authorized(caller, _): Authorized<RunImport>,
     State(state): State<AppState>,

@@ -12,6 +12,7 @@ mod imports;
 mod limits;
 pub mod login_guard;
 mod observe;
+pub mod openapi;
 mod operations;
 pub mod params;
 mod permissions;
@@ -89,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/importers.list", get(imports::importers))
         .route("/api/v1/getImportProgress", get(imports::progress))
         .route("/api/v1/import.operations.upsert", post(imports::upsert))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/docs", get(openapi::page))
         .route("/api/info", get(health::info))
         .route("/", get(dashboard::page))
         .route("/livez", get(health::livez))
@@ -117,7 +120,8 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(axum::middleware::from_fn(observe::record_metrics))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            // Failures are logged once, by `ApiError`, not again here.
+            TraceLayer::new_for_http().on_failure(()).make_span_with(|request: &Request| {
                 // The route's pattern, not the raw URI: no query strings in the logs.
                 let path = request
                     .extensions()

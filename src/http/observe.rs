@@ -61,7 +61,18 @@ pub async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: Prometheus' text format.
+/// Metrics
+///
+/// Prometheus' text format. Served on the API's address unless `--metrics-listen` gives it one
+/// of its own (then this document does not list it). Needs no session; not rate limited.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "server",
+    responses((status = 200, description = "The metrics, in Prometheus' text format 0.0.4",
+        body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let (size, idle) = state.store.pool_status();
     telemetry::pool_connections(size, idle);

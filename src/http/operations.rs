@@ -9,12 +9,33 @@ use bytes::Bytes;
 use super::AppState;
 use super::auth::{Authorized, ViewImportOperations};
 use super::error::{ApiError, json_response};
+use super::openapi as api;
 use super::params::NoQueryParams;
 use crate::telemetry;
 
 /// How many operations Rocket.Chat returns.
 pub const LATEST_LIMIT: i64 = 20;
 
+/// The 20 latest import operations
+///
+/// The 20 operations with the newest `_updatedAt`, newest first (ties in the order they were
+/// stored), whatever their `valid` or `status`, with every stored field. Needs
+/// `view-import-operations`. Takes no query parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/getLatestImportOperations",
+    operation_id = "getLatestImportOperations",
+    tag = "imports",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "A bare JSON array (no `success`), `[]` when there are none",
+            body = [api::Operation]),
+        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the route \
+            takes none): `error-invalid-params`, one line `must NOT have additional properties` \
+            per parameter"),
+        (status = 403, response = api::PermissionDenied),
+    ),
+)]
 pub async fn get_latest_import_operations(
     _caller: Authorized<ViewImportOperations>,
     _no_params: NoQueryParams,

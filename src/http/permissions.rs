@@ -8,6 +8,7 @@ use super::AppState;
 use super::auth::{AccessPermissions, Authenticated, Authorized};
 use super::body::{Fields, FromJson, JsonBody, strings};
 use super::error::ApiError;
+use super::openapi as api;
 use super::params::UpdatedSince;
 use super::rate_limit::RateLimit;
 use crate::domain::time::format_iso_ms;
@@ -17,7 +18,29 @@ fn permission_json(p: &Permission) -> Value {
     json!({"_id": p.id, "roles": p.roles, "_updatedAt": format_iso_ms(p.updated_at_ms)})
 }
 
-/// `GET /api/v1/permissions.listAll[?updatedSince=DATE]`: any logged-in user may read them.
+/// List the permissions
+///
+/// Every permission with the roles that hold it, or with `updatedSince` those changed after
+/// that date. Any logged-in user may read them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/permissions.listAll",
+    operation_id = "permissions.listAll",
+    tag = "permissions",
+    security(("userId" = [], "authToken" = [])),
+    params(
+        ("updatedSince" = Option<String>, Query, format = DateTime,
+            description = "Only the permissions changed after this date \
+            (`2021-10-27T11:26:24.430Z`); no other query parameter is accepted"),
+    ),
+    responses(
+        (status = 200, description = "The permissions", body = api::PermissionsListAll),
+        (status = 400, body = api::BadRequest, description = "`updatedSince` is not a date \
+            (`error-roomId-param-invalid`, as Rocket.Chat says), or another query parameter was \
+            sent (`error-invalid-params`)"),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn list_all(
     _caller: Authenticated,
     UpdatedSince(since): UpdatedSince,
@@ -74,6 +97,26 @@ impl FromJson for UpdateBody {
     }
 }
 
+/// Change which roles hold permissions
+///
+/// Needs `access-permissions`. Sets the roles of each permission given; all or nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/permissions.update",
+    operation_id = "permissions.update",
+    tag = "permissions",
+    security(("userId" = [], "authToken" = [])),
+    request_body(content = api::PermissionsUpdateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every permission, after the change",
+            body = api::PermissionsUpdateResponse),
+        (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
+            a missing or mistyped field), `error-invalid-permission` (a permission that does not \
+            exist) or `error-invalid-role` (a role that does not exist); nothing is changed"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn update(
     _caller: Authorized<AccessPermissions>,
     State(state): State<AppState>,

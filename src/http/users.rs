@@ -9,6 +9,7 @@ use super::AppState;
 use super::auth::{Authenticated, Authorized, CreateUser, DeleteUser, auth_token};
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
+use super::openapi as api;
 use super::params::NoQueryParams;
 use super::rate_limit::{ClientAddress, RateLimit};
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
@@ -78,6 +79,28 @@ impl FromJson for LoginBody {
     }
 }
 
+/// Log in with a password
+///
+/// Checks the password and answers a new login token. 10 failed logins for one user, or 50
+/// from one client address, within 5 minutes block further logins for that user or from that
+/// address until 5 minutes have passed since the last failure. Counted by the rate limiter once
+/// the body is valid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    operation_id = "login",
+    tag = "sessions",
+    request_body(content = api::LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in: a new login token", body = api::LoginResponse),
+        (status = 400, body = api::BadRequest, description = "Not a JSON body (or not sent as \
+            `application/json`), or not one of the three shapes: `error-invalid-params`"),
+        (status = 401, body = api::LoginRefused, description = "Bad credentials, or logins \
+            blocked after repeated failures"),
+        (status = 429, response = api::RateLimited),
+        (status = 503, response = api::DatabaseUnavailable),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
@@ -112,7 +135,20 @@ pub async fn login(
     })))
 }
 
-/// `POST /api/v1/logout`: revokes the token the request was made with.
+/// Log out
+///
+/// Revokes the token the request was made with; the user's other tokens keep working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    operation_id = "logout",
+    tag = "sessions",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The token is revoked", body = api::LogoutResponse),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn logout(
     Authenticated(caller): Authenticated,
     _limit: RateLimit,
@@ -132,7 +168,22 @@ pub async fn logout(
     })))
 }
 
-/// `GET /api/v1/me`: the caller, with `success`.
+/// Who is logged in
+///
+/// The caller, with `success`. Takes no query parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "sessions",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The caller", body = api::Me),
+        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
+            route takes none): `error-invalid-params`"),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn me(
     Authenticated(caller): Authenticated,
     _no_params: NoQueryParams,
@@ -173,6 +224,27 @@ impl FromJson for CreateUserBody {
     }
 }
 
+/// Create a user
+///
+/// Needs `create-user`. `roles` default to `["user"]`, `active` to `true`; the password is
+/// stored as Rocket.Chat stores it (bcrypt of its sha256).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users.create",
+    operation_id = "users.create",
+    tag = "users",
+    security(("userId" = [], "authToken" = [])),
+    request_body(content = api::CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new user", body = api::UserResponse),
+        (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
+            a missing or mistyped field, an invalid username or e-mail address), \
+            `error-field-unavailable` (the username or the e-mail address is taken) or \
+            `error-invalid-role` (a role that does not exist)"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn users_create(
     _caller: Authorized<CreateUser>,
     State(state): State<AppState>,
@@ -229,6 +301,25 @@ impl FromJson for DeleteUserBody {
     }
 }
 
+/// Delete a user
+///
+/// Needs `delete-user`. Removes the user and all its tokens.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users.delete",
+    operation_id = "users.delete",
+    tag = "users",
+    security(("userId" = [], "authToken" = [])),
+    request_body(content = api::DeleteUserRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user is deleted", body = api::Success),
+        (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
+            neither `userId` nor `username`, a mistyped field) or `error-invalid-user` (no such \
+            user)"),
+        (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
 pub async fn users_delete(
     _caller: Authorized<DeleteUser>,
     State(state): State<AppState>,

@@ -102,7 +102,12 @@ impl PostgresStore {
     ) {
         loop {
             let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(listener) => listener,
+                Ok(mut listener) => {
+                    // Report a lost connection at once instead of reconnecting first (which
+                    // waits for the pool's timeout): the cache must stop serving meanwhile.
+                    listener.eager_reconnect(false);
+                    listener
+                }
                 Err(_) => {
                     if report(Observation::Unreachable).is_break() {
                         return;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 
 use super::{
     LoadReport, LoginRow, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow,
@@ -150,12 +150,22 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// A query through the pool, then the file opened afresh and its schema read: pooled
+    /// connections keep their open files, so only a new one tells whether the database can
+    /// still be opened and read.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
+            .map_err(err)?;
+        let mut conn = self.options.connect().await.map_err(err)?;
+        let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&mut conn)
+            .await
             .map(drop)
-            .map_err(err)
+            .map_err(err);
+        let _ = conn.close().await;
+        read
     }
 
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {

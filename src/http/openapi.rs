@@ -1,0 +1,1182 @@
+//! The API's OpenAPI 3.1 document, generated with utoipa from the `#[utoipa::path]` attributes
+//! on the handlers and the schemas below, served at `GET /api/v1/openapi.json`; and
+//! `GET /api/v1/docs`, one self-contained page that renders it.
+//!
+//! Answers every route shares are added here once, by [`CommonAnswers`], rather than repeated
+//! on each handler: 413 and 431 (the limits middleware runs on every route), 500 (a panic
+//! becomes one anywhere), and on every route that needs a session 401 and 503 (the session is
+//! looked up in the database). Each handler's attribute lists the rest: its success, 400, 403
+//! and 429 where they apply.
+//!
+//! The schemas are written with utoipa's builders, not derived: the bodies are Rocket.Chat's,
+//! built as JSON in the handlers, and their exact shapes (constant values, "one of these two
+//! properties", nullable optional fields) are what clients and schemathesis check against.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation as PathOperation;
+use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
+    Schema, SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
+
+use super::AppState;
+use crate::domain::operation::STATUSES;
+
+/// The security scheme for `X-User-Id`; every route that needs a session requires it together
+/// with [`AUTH_TOKEN_SCHEME`].
+pub const USER_ID_SCHEME: &str = "userId";
+/// The security scheme for `X-Auth-Token`.
+pub const AUTH_TOKEN_SCHEME: &str = "authToken";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "importops",
+        description = "Rocket.Chat's import-operations API, served by importops: the same routes, \
+checks (401, then 403, then 400, then 429) and bodies as Rocket.Chat, plus importops' own \
+`import.operations.upsert` and its health, metrics and documentation routes.\n\n\
+Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` together \
+(a token from `POST /api/v1/login` or `importops token issue`). Any route answers 404 \
+`{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have.",
+        license(name = "MIT")
+    ),
+    paths(
+        super::operations::get_latest_import_operations,
+        super::users::login,
+        super::users::logout,
+        super::users::me,
+        super::users::users_create,
+        super::users::users_delete,
+        super::permissions::list_all,
+        super::permissions::update,
+        super::imports::get_current,
+        super::imports::status,
+        super::imports::new,
+        super::imports::clear,
+        super::imports::importers,
+        super::imports::progress,
+        super::imports::upsert,
+        super::health::info,
+        super::health::livez,
+        super::health::readyz,
+        super::observe::metrics,
+        super::dashboard::page,
+        document,
+        page,
+    ),
+    components(
+        schemas(
+            Operation,
+            User,
+            Email,
+            Permission,
+            Importer,
+            ImportProgress,
+            Password,
+            LoginRequest,
+            LoginResponse,
+            LogoutResponse,
+            Me,
+            CreateUserRequest,
+            UserResponse,
+            DeleteUserRequest,
+            Success,
+            PermissionsListAll,
+            PermissionsUpdateRequest,
+            PermissionsUpdateResponse,
+            CurrentImportOperation,
+            ImportStatus,
+            OperationResponse,
+            UpsertOperationRequest,
+            Info,
+            Health,
+            Unready,
+            BadRequest,
+            SessionRequired,
+            SessionRequiredDocumented,
+            SessionRequiredRocketChat,
+            LoginRefused,
+            Forbidden,
+            TooManyRequests,
+            PayloadTooLarge,
+            HeadersTooLarge,
+            InternalError,
+            ServiceUnavailable,
+        ),
+        responses(
+            Unauthorized,
+            PermissionDenied,
+            RateLimited,
+            BodyTooLarge,
+            HeaderFieldsTooLarge,
+            ServerError,
+            DatabaseUnavailable,
+        )
+    ),
+    modifiers(&CommonAnswers),
+    tags(
+        (name = "imports", description = "Import operations: Rocket.Chat's routes and importops' write route"),
+        (name = "sessions", description = "Logging in and out, and who is logged in"),
+        (name = "users", description = "Creating and deleting users"),
+        (name = "permissions", description = "Which roles hold which permission"),
+        (name = "server", description = "Version, health, metrics, the dashboard and this documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as the server describes itself: `/metrics` is listed only when it is served on
+/// the API's address.
+pub fn document_for(metrics_on_api: bool) -> Document {
+    let mut doc = ApiDoc::openapi();
+    if !metrics_on_api {
+        doc.paths.paths.shift_remove("/metrics");
+    }
+    doc
+}
+
+/// The two serialized documents, made once.
+static DOCUMENTS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [false, true].map(|metrics| {
+        document_for(metrics)
+            .to_json()
+            .expect("the OpenAPI document is always JSON")
+    })
+});
+
+/// `GET /api/v1/openapi.json`: no session, never rate limited.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "server",
+    summary = "This OpenAPI 3.1 document",
+    description = "Needs no session and is never rate limited.",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this server", body = inline(Object),
+        content_type = "application/json")),
+)]
+pub async fn document(State(state): State<AppState>) -> Response {
+    let body = &DOCUMENTS[usize::from(state.settings.metrics_on_api)];
+    super::error::json_response(StatusCode::OK, body.clone())
+}
+
+/// The documentation page: HTML, CSS and JavaScript in one file, with no external resources.
+const PAGE: &str = include_str!("../../assets/api-docs.html");
+
+/// The page's inline script and style are its only code; it fetches the document from this
+/// origin only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// `GET /api/v1/docs`: a page that renders this document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/docs",
+    operation_id = "docs",
+    tag = "server",
+    summary = "This documentation, as a page",
+    description = "One self-contained HTML page (no external resources) that fetches \
+`/api/v1/openapi.json` and shows every route, its parameters, bodies and answers.",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html")),
+)]
+pub async fn page() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// A free-form JSON object (the document's own schema is not repeated here).
+pub struct Object;
+
+impl PartialSchema for Object {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("An OpenAPI 3.1 document"))
+            .into()
+    }
+}
+
+/// Adds the answers every route shares, the security schemes, and the headers every answer
+/// carries. See the module's documentation.
+pub struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            USER_ID_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-User-Id",
+                "The user's id (`userId` from `login`, or `importops token issue --json`). \
+                 Always sent together with `X-Auth-Token`.",
+            ))),
+        );
+        components.add_security_scheme(
+            AUTH_TOKEN_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "The session's token (`authToken` from `login`, or `importops token issue`). \
+                 Always sent together with `X-User-Id`.",
+            ))),
+        );
+        for item in doc.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_common_answers(operation);
+            }
+        }
+    }
+}
+
+fn add_common_answers(operation: &mut PathOperation) {
+    let needs_session = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let responses = &mut operation.responses.responses;
+    let rate_limited = responses.contains_key("429");
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            add_every_answers_headers(response);
+        }
+    }
+    if rate_limited {
+        for (status, response) in responses.iter_mut() {
+            if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                add_rate_limit_headers(response);
+            }
+        }
+    }
+    let mut shared = vec![
+        ("413", BodyTooLarge::response().0),
+        ("431", HeaderFieldsTooLarge::response().0),
+        ("500", ServerError::response().0),
+    ];
+    if needs_session {
+        shared.push(("401", Unauthorized::response().0));
+        shared.push(("503", DatabaseUnavailable::response().0));
+    }
+    for (status, name) in shared {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| Ref::from_response_name(name).into());
+    }
+}
+
+/// `X-Request-Id`, `Cache-Control` and `Pragma`: on every answer.
+fn add_every_answers_headers(response: &mut ApiResponse) {
+    let headers = [
+        (
+            "X-Request-Id",
+            "The request's id: the client's `X-Request-Id` when it sent a sane one (1 to 128 \
+             visible characters), else one made by the server. Also in every log line.",
+        ),
+        ("Cache-Control", "Always `no-store`"),
+        ("Pragma", "Always `no-cache`"),
+    ];
+    for (name, description) in headers {
+        response
+            .headers
+            .entry(name.to_owned())
+            .or_insert_with(|| string_header(description));
+    }
+}
+
+/// The rate limiter's headers, on answers to callers it counted (not to holders of
+/// `api-bypass-rate-limit`, who get none).
+fn add_rate_limit_headers(response: &mut ApiResponse) {
+    for (name, header) in rate_limit_headers() {
+        response.headers.entry(name.to_owned()).or_insert(header);
+    }
+}
+
+fn rate_limit_headers() -> [(&'static str, utoipa::openapi::header::Header); 3] {
+    let integer = |description: &str| {
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .description(Some(description))
+            .build()
+    };
+    [
+        (
+            "X-RateLimit-Limit",
+            integer("Calls allowed in a window (absent for holders of `api-bypass-rate-limit`)"),
+        ),
+        (
+            "X-RateLimit-Remaining",
+            integer("Calls left in the current window"),
+        ),
+        (
+            "X-RateLimit-Reset",
+            integer("When the current window ends, in epoch milliseconds"),
+        ),
+    ]
+}
+
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+// --- Schema building blocks ----------------------------------------------------------------
+
+fn ref_to(name: &str) -> RefOr<Schema> {
+    Ref::from_schema_name(name).into()
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn non_empty_string() -> ObjectBuilder {
+    string().min_length(Some(1))
+}
+
+fn date_time() -> ObjectBuilder {
+    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+}
+
+fn boolean() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Boolean)
+}
+
+/// A value that is always `value`.
+fn constant(value: impl Into<Value>) -> ObjectBuilder {
+    let value = value.into();
+    let kind = match &value {
+        Value::Bool(_) => Type::Boolean,
+        Value::Number(_) => Type::Number,
+        _ => Type::String,
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .enum_values(Some([value]))
+}
+
+/// `type: [kind, "null"]`: an optional field the server also accepts as `null`.
+fn or_null(kind: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([kind, Type::Null]))
+}
+
+fn array_of(items: impl Into<RefOr<Schema>>) -> ArrayBuilder {
+    ArrayBuilder::new().items(items.into())
+}
+
+fn object() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Object)
+}
+
+/// An object with these properties, all required, and no others.
+fn exact(properties: Vec<(&str, RefOr<Schema>)>) -> ObjectBuilder {
+    let mut builder = object().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (name, schema) in properties {
+        builder = builder.property(name, schema).required(name);
+    }
+    builder
+}
+
+/// A success body: these properties, then `success: true`.
+fn success_with(properties: Vec<(&str, RefOr<Schema>)>) -> ObjectBuilder {
+    let mut properties = properties;
+    properties.push(("success", constant(true).into()));
+    exact(properties)
+}
+
+/// An error body `{success: false, error}` whose `error` is always `message`.
+fn fixed_error(message: &str) -> ObjectBuilder {
+    exact(vec![
+        ("success", constant(false).into()),
+        ("error", constant(message).into()),
+    ])
+}
+
+/// Declares a schema component: a marker type whose `schema()` is built by the expression.
+macro_rules! schema {
+    ($(#[$doc:meta])* $name:ident = $schema:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $schema.into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+// --- Import operations ----------------------------------------------------------------------
+
+schema!(
+    /// A stored import operation: Rocket.Chat's fields first, then any other stored field.
+    Operation = object()
+        .description(Some(
+            "An import operation with every stored field: `_id, type, importerKey, ts, status, \
+             valid, user, _updatedAt` first, then any other field as it was stored (`count`, \
+             `fileData`, `contentType`, ...).",
+        ))
+        .property("_id", document_id())
+        .required("_id")
+        .property("type", non_empty_string().examples([json!("CSV")]))
+        .required("type")
+        .property("importerKey", non_empty_string().examples([json!("csv")]))
+        .required("importerKey")
+        .property("ts", timestamp())
+        .required("ts")
+        .property("status", status())
+        .required("status")
+        .property("valid", boolean())
+        .required("valid")
+        .property(
+            "user",
+            non_empty_string().description(Some("The id of the user who started it")),
+        )
+        .required("user")
+        .property(
+            "_updatedAt",
+            date_time().description(Some("Last change, `2021-10-27T11:26:24.430Z`")),
+        )
+        .required("_updatedAt")
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+);
+
+/// `_id`: a 17-character Meteor id or a 24-hex ObjectId.
+fn document_id() -> ObjectBuilder {
+    string()
+        .pattern(Some(
+            "^(?:[23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz]{17}|[0-9A-Fa-f]{24})$",
+        ))
+        .description(Some("A 17-character Meteor id or a 24-hex ObjectId"))
+        .examples([json!("MJxTRZsYdho8Ww2qq")])
+}
+
+/// `ts`: epoch milliseconds as older Rocket.Chat wrote it, or a date as newer ones do.
+fn timestamp() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .description(Some(
+            "When it started: epoch milliseconds (a number, as older Rocket.Chat wrote it) or a \
+             date (`2021-10-27T11:26:24.430Z`), returned as stored",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(date_time())
+}
+
+fn status() -> ObjectBuilder {
+    string()
+        .enum_values(Some(STATUSES))
+        .description(Some("One of Rocket.Chat's import statuses"))
+}
+
+schema!(
+    /// `{operation, success}`.
+    OperationResponse = success_with(vec![("operation", ref_to("Operation"))])
+);
+
+schema!(
+    /// `getCurrentImportOperation`: the operation with the newest `ts`, if any.
+    CurrentImportOperation = object()
+        .description(Some(
+            "`{operation, success}` with the operation with the newest `ts`, or just \
+             `{success}` when there is none",
+        ))
+        .property("operation", ref_to("Operation"))
+        .property("success", constant(true))
+        .required("success")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+);
+
+schema!(
+    /// `import.status`.
+    ImportStatus = object()
+        .description(Some(
+            "The state of the current import, from the newest operation's status and validity; \
+             `{state: \"none\", success}` when there is no operation",
+        ))
+        .property(
+            "state",
+            string().enum_values(Some([
+                "none",
+                "new",
+                "loading",
+                "ready",
+                "importing",
+                "done",
+                "error",
+                "canceled",
+            ])),
+        )
+        .required("state")
+        .property("operation", ref_to("Operation"))
+        .property("success", constant(true))
+        .required("success")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+);
+
+schema!(
+    /// An importer of `importers.list`.
+    Importer = exact(vec![
+        ("key", non_empty_string().examples([json!("csv")]).into()),
+        ("name", non_empty_string().examples([json!("CSV")]).into()),
+    ])
+);
+
+schema!(
+    /// `getImportProgress`.
+    ImportProgress = success_with(vec![
+        (
+            "key",
+            string()
+                .description(Some("The current operation's `importerKey`"))
+                .into()
+        ),
+        (
+            "name",
+            non_empty_string()
+                .description(Some(
+                    "The importer's name, or the operation's `type` for an importer not listed"
+                ))
+                .into()
+        ),
+        ("step", status().into()),
+        (
+            "count",
+            exact(vec![
+                ("completed", count().into()),
+                ("total", count().into()),
+                ("error", count().into()),
+            ])
+            .into()
+        ),
+    ])
+);
+
+fn count() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+}
+
+schema!(
+    /// The body of `import.operations.upsert`.
+    UpsertOperationRequest = object()
+        .description(Some(
+            "An operation's fields. Without `_id`, or with an `_id` that does not exist, it \
+             creates an operation: `type`, `importerKey` and `status` are then required (400 \
+             otherwise), `valid` defaults to `true`, `user` to the caller and `ts` to now. With \
+             the `_id` of an existing operation it changes the fields given and keeps the others. \
+             `_updatedAt` is always set to now; any other field is stored as given.",
+        ))
+        .property("_id", document_id())
+        .property("type", non_empty_string().examples([json!("Nightly ETL")]))
+        .property("importerKey", non_empty_string().examples([json!("etl")]))
+        .property("status", status())
+        .property("valid", boolean())
+        .property("user", non_empty_string())
+        .property("ts", timestamp())
+        .property(
+            "count",
+            object()
+                .description(Some("Counts by name, each a non-negative integer"))
+                .additional_properties(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0))
+                        .maximum(Some(u64::MAX)),
+                ))
+                .examples([json!({"total": 1200, "completed": 300})]),
+        )
+        .property(
+            "_updatedAt",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .description(Some("Ignored: always set to now")),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .examples([json!({
+            "type": "Nightly ETL",
+            "importerKey": "etl",
+            "status": "importer_importing_messages",
+            "count": {"total": 1200, "completed": 300},
+        })])
+);
+
+// --- Sessions and users ---------------------------------------------------------------------
+
+schema!(
+    /// A user as Rocket.Chat describes one.
+    User = exact(user_properties())
+);
+
+fn user_properties() -> Vec<(&'static str, RefOr<Schema>)> {
+    vec![
+        (
+            "_id",
+            string().examples([json!("6HFgwH2eYf9LewqCz")]).into(),
+        ),
+        ("username", or_null(Type::String).into()),
+        ("name", or_null(Type::String).into()),
+        ("active", boolean().into()),
+        ("roles", array_of(string()).into()),
+        ("emails", array_of(ref_to("Email")).into()),
+    ]
+}
+
+schema!(
+    /// An e-mail address of a user.
+    Email = exact(vec![
+        ("address", string().into()),
+        ("verified", boolean().into()),
+    ])
+);
+
+schema!(
+    /// `me`: the caller.
+    Me = success_with(user_properties())
+);
+
+schema!(
+    /// `{user, success}`.
+    UserResponse = success_with(vec![("user", ref_to("User"))])
+);
+
+schema!(
+    /// `{success: true}`.
+    Success = success_with(vec![])
+);
+
+schema!(
+    /// A password: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
+    Password = password_schema()
+);
+
+fn password() -> RefOr<Schema> {
+    ref_to("Password")
+}
+
+fn password_schema() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .description(Some("The password, plain or as its sha256"))
+        .item(non_empty_string().description(Some("The password")))
+        .item(
+            object()
+                .description(Some("The password's sha256, as Meteor's clients send it"))
+                .property(
+                    "digest",
+                    non_empty_string().description(Some("Lowercase hex sha256 of the password")),
+                )
+                .required("digest")
+                .property("algorithm", constant("sha-256"))
+                .required("algorithm"),
+        )
+}
+
+/// `username` or `email` of a login body, accepted as `null` when the other is given.
+fn login_name(required: &str) -> ObjectBuilder {
+    let mut builder = object();
+    for name in ["username", "email"] {
+        if name == required {
+            builder = builder.property(name, non_empty_string()).required(name);
+        } else {
+            builder = builder.property(name, or_null(Type::String).min_length(Some(1)));
+        }
+    }
+    builder
+}
+
+schema!(
+    /// `POST /api/v1/login`: Rocket.Chat's three shapes.
+    LoginRequest = AnyOfBuilder::new()
+        .description(Some(
+            "`{user, password}` (`user` a username or an e-mail address), \
+             `{username | email, password}`, or `{user: {username | email}, password}`. \
+             `user` wins over `username` and `email`, and `username` over `email`.",
+        ))
+        .item(
+            object()
+                .property(
+                    "user",
+                    OneOfBuilder::new()
+                        .item(non_empty_string().description(Some("A username or an e-mail address")))
+                        .item(
+                            AnyOfBuilder::new()
+                                .item(login_name("username"))
+                                .item(login_name("email")),
+                        ),
+                )
+                .required("user")
+                .property("password", password())
+                .required("password"),
+        )
+        .item(
+            login_name("username")
+                .property("password", password())
+                .required("password"),
+        )
+        .item(
+            login_name("email")
+                .property("password", password())
+                .required("password"),
+        )
+        .examples([json!({"user": "jane", "password": "s3cret"})])
+);
+
+schema!(
+    /// The answer to a successful login.
+    LoginResponse = exact(vec![
+        ("status", constant("success").into()),
+        (
+            "data",
+            exact(vec![
+                ("userId", string().into()),
+                (
+                    "authToken",
+                    string()
+                        .description(Some("A new login token, shown once"))
+                        .into()
+                ),
+                ("me", ref_to("User")),
+            ])
+            .into()
+        ),
+        ("success", constant(true).into()),
+    ])
+);
+
+schema!(
+    /// The answer to `logout`.
+    LogoutResponse = exact(vec![
+        ("status", constant("success").into()),
+        (
+            "data",
+            exact(vec![("message", constant("You've been logged out!").into())]).into()
+        ),
+        ("success", constant(true).into()),
+    ])
+);
+
+schema!(
+    /// `POST /api/v1/users.create`.
+    CreateUserRequest = object()
+        .property(
+            "email",
+            string()
+                .pattern(Some(EMAIL_PATTERN))
+                .description(Some("One `@` with text on both sides, no white space"))
+                .examples([json!("jane@example.com")]),
+        )
+        .required("email")
+        .property("name", non_empty_string().examples([json!("Jane Doe")]))
+        .required("name")
+        .property("password", non_empty_string().examples([json!("s3cret")]))
+        .required("password")
+        .property(
+            "username",
+            string()
+                .pattern(Some("^[0-9A-Za-z._-]{1,120}$"))
+                .description(Some("Letters, digits, `-`, `_` and `.`"))
+                .examples([json!("jane")]),
+        )
+        .required("username")
+        .property(
+            "roles",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+                .description(Some(
+                    "Existing roles (400 `error-invalid-role` otherwise); `[\"user\"]` when \
+                     missing or empty",
+                )),
+        )
+        .property(
+            "active",
+            or_null(Type::Boolean).description(Some("`true` when missing")),
+        )
+);
+
+/// One `@` with text on both sides and no white space (Rust's `char::is_whitespace`).
+const EMAIL_PATTERN: &str = "^[^@\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]+@[^@\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]+$";
+
+schema!(
+    /// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
+    DeleteUserRequest = AnyOfBuilder::new()
+        .description(Some("`{userId}` or `{username}`; `userId` wins when both are given"))
+        .item(delete_by("userId"))
+        .item(delete_by("username"))
+        .examples([json!({"username": "jane"})])
+);
+
+fn delete_by(required: &str) -> ObjectBuilder {
+    let mut builder = object();
+    for name in ["userId", "username"] {
+        if name == required {
+            builder = builder.property(name, non_empty_string()).required(name);
+        } else {
+            builder = builder.property(name, or_null(Type::String).min_length(Some(1)));
+        }
+    }
+    builder
+}
+
+// --- Permissions ------------------------------------------------------------------------------
+
+schema!(
+    /// A permission and the roles that hold it.
+    Permission = exact(vec![
+        (
+            "_id",
+            string().examples([json!("view-import-operations")]).into()
+        ),
+        ("roles", array_of(string()).into()),
+        ("_updatedAt", date_time().into()),
+    ])
+);
+
+schema!(
+    /// `permissions.listAll`.
+    PermissionsListAll = success_with(vec![
+        (
+            "update",
+            array_of(ref_to("Permission"))
+                .description(Some(
+                    "Every permission, or those changed after `updatedSince`"
+                ))
+                .into()
+        ),
+        (
+            "remove",
+            ArrayBuilder::new()
+                .max_items(Some(0))
+                .description(Some("Always empty: importops never deletes a permission"))
+                .into()
+        ),
+    ])
+);
+
+schema!(
+    /// `POST /api/v1/permissions.update`.
+    PermissionsUpdateRequest = object()
+        .property(
+            "permissions",
+            array_of(
+                object()
+                    .property(
+                        "_id",
+                        non_empty_string()
+                            .description(Some("An existing permission (400 `error-invalid-permission` otherwise)")),
+                    )
+                    .required("_id")
+                    .property(
+                        "roles",
+                        array_of(string())
+                            .description(Some("Existing roles (400 `error-invalid-role` otherwise)")),
+                    )
+                    .required("roles"),
+            ),
+        )
+        .required("permissions")
+        .examples([json!({"permissions": [
+            {"_id": "create-personal-access-tokens", "roles": ["admin", "user"]}
+        ]})])
+);
+
+schema!(
+    /// The answer to `permissions.update`.
+    PermissionsUpdateResponse = success_with(vec![(
+        "permissions",
+        array_of(ref_to("Permission"))
+            .description(Some("Every permission, after the change"))
+            .into()
+    )])
+);
+
+// --- Server routes ----------------------------------------------------------------------------
+
+schema!(
+    /// `GET /api/info`.
+    Info = success_with(vec![(
+        "version",
+        string().examples([json!(env!("CARGO_PKG_VERSION"))]).into()
+    )])
+);
+
+schema!(
+    /// `{"status":"ok"}`.
+    Health = exact(vec![("status", constant("ok").into())])
+);
+
+schema!(
+    /// `/readyz` when the database cannot be reached.
+    Unready = exact(vec![
+        ("status", constant("unavailable").into()),
+        (
+            "checks",
+            exact(vec![("database", constant("unavailable").into())]).into()
+        ),
+    ])
+);
+
+// --- Error bodies -----------------------------------------------------------------------------
+
+schema!(
+    /// A 400 in Rocket.Chat's shape.
+    BadRequest = exact(vec![
+        ("success", constant(false).into()),
+        (
+            "error",
+            string()
+                .description(Some(
+                    "What is wrong, in the words of Rocket.Chat's validator (one line per \
+                     unexpected query parameter), or a Meteor error's message ending in \
+                     `[errorType]`"
+                ))
+                .into()
+        ),
+        (
+            "errorType",
+            string()
+                .enum_values(Some([
+                    "error-invalid-params",
+                    "error-roomId-param-invalid",
+                    "error-field-unavailable",
+                    "error-invalid-role",
+                    "error-invalid-user",
+                    "error-invalid-permission",
+                    "error-operation-not-found",
+                ]))
+                .into()
+        ),
+    ])
+);
+
+schema!(
+    /// The 401 of a route that needs a session: one of two bodies, chosen by the server's
+    /// `--auth-error-body` setting.
+    SessionRequired = OneOfBuilder::new()
+        .description(Some(
+            "No valid session: no or one header, unknown user, wrong, revoked or expired token, \
+             deactivated user; every case answers the same body. Which body is a server setting \
+             (`--auth-error-body`): the documented one by default, or the one Rocket.Chat 7.x/8.x \
+             servers send.",
+        ))
+        .item(ref_to("SessionRequiredDocumented"))
+        .item(ref_to("SessionRequiredRocketChat"))
+);
+
+schema!(
+    /// `{"success":false,"error":"unauthorized"}`.
+    SessionRequiredDocumented = fixed_error("unauthorized")
+);
+
+schema!(
+    /// Rocket.Chat 7.x/8.x's 401 body.
+    SessionRequiredRocketChat = exact(vec![
+        ("success", constant(false).into()),
+        ("error", constant(LOGGED_IN).into()),
+        ("status", constant("error").into()),
+        ("message", constant(LOGGED_IN).into()),
+    ])
+);
+
+const LOGGED_IN: &str = "You must be logged in to do this.";
+
+schema!(
+    /// A refused login: bad credentials, or blocked after repeated failures.
+    LoginRefused = OneOfBuilder::new()
+        .item(
+            exact(vec![
+                ("success", constant(false).into()),
+                ("error", constant("Unauthorized").into()),
+                ("status", constant("error").into()),
+                ("message", constant("Unauthorized").into()),
+            ])
+            .description(Some(
+                "Unknown user, wrong password, no password, or deactivated user"
+            )),
+        )
+        .item(
+            exact(vec![
+                ("success", constant(false).into()),
+                (
+                    "error",
+                    string()
+                        .enum_values(Some([
+                            "error-login-blocked-for-user",
+                            "error-login-blocked-for-ip"
+                        ]))
+                        .into()
+                ),
+                ("status", constant("error").into()),
+                (
+                    "message",
+                    string()
+                        .enum_values(Some([
+                            "Login has been temporarily blocked for this User",
+                            "Login has been temporarily blocked for this IP",
+                        ]))
+                        .into()
+                ),
+            ])
+            .description(Some(
+                "Blocked: 10 failed logins for the user, or 50 from the client's address, within \
+                 5 minutes; until 5 minutes have passed since the last failure"
+            )),
+        )
+);
+
+schema!(
+    /// 403.
+    Forbidden = fixed_error(
+        "User does not have the permissions required for this action [error-unauthorized]"
+    )
+);
+
+schema!(
+    /// 429.
+    TooManyRequests = exact(vec![
+        ("success", constant(false).into()),
+        (
+            "error",
+            string()
+                .pattern(Some(
+                    "^Error, too many requests\\. Please slow down\\. You must wait [0-9]+ \
+                     seconds before trying this endpoint again\\. \\[error-too-many-requests\\]$"
+                ))
+                .into()
+        ),
+    ])
+);
+
+schema!(
+    /// 413.
+    PayloadTooLarge = fixed_error("Payload Too Large")
+);
+
+schema!(
+    /// 431.
+    HeadersTooLarge = fixed_error("Request Header Fields Too Large")
+);
+
+schema!(
+    /// 500.
+    InternalError = fixed_error("Internal server error")
+);
+
+schema!(
+    /// 503.
+    ServiceUnavailable = fixed_error("Service Unavailable")
+);
+
+// --- Shared answers ---------------------------------------------------------------------------
+
+/// Declares a response component: a JSON answer with a description and a schema component.
+macro_rules! answer {
+    ($(#[$doc:meta])* $name:ident = $description:expr, $schema:ident $(, $headers:expr)?) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<ApiResponse>) {
+                #[allow(unused_mut)]
+                let mut response = ResponseBuilder::new()
+                    .description($description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(ref_to(stringify!($schema))))
+                            .build(),
+                    )
+                    .build();
+                add_every_answers_headers(&mut response);
+                $( for (name, header) in $headers { response.headers.insert(name.to_owned(), header); } )?
+                (stringify!($name), response.into())
+            }
+        }
+    };
+}
+
+answer!(
+    /// 401 on every route that needs a session.
+    Unauthorized = "No valid session (the two headers are required together)", SessionRequired
+);
+answer!(
+    /// 403 on routes that need a permission.
+    PermissionDenied = "The caller's roles do not hold the permission the route needs", Forbidden
+);
+answer!(
+    /// 429 on routes the rate limiter counts.
+    RateLimited = "Over the rate limit: by default 10 calls per 60 000 ms for each route, method \
+        and client address, for callers without `api-bypass-rate-limit`; answered after 401, 403 \
+        and 400, which are not counted",
+    TooManyRequests,
+    rate_limit_headers()
+);
+answer!(
+    /// 413 on every route.
+    BodyTooLarge = "The request body is larger than 1 MiB (announced by `Content-Length`, or \
+        read)",
+    PayloadTooLarge
+);
+answer!(
+    /// 431 on every route.
+    HeaderFieldsTooLarge = "The request's headers are larger than 32 KiB in all",
+    HeadersTooLarge
+);
+answer!(
+    /// 500 on every route.
+    ServerError = "An internal fault; logged with the request id, never detailed in the answer",
+    InternalError
+);
+answer!(
+    /// 503 on every route that reads the database.
+    DatabaseUnavailable = "The database cannot be reached", ServiceUnavailable
+);
