@@ -40,6 +40,8 @@ on_both_backends!(
     rate_limit_can_be_turned_off,
     rocketchats_own_test_for_the_endpoint,
     repeated_failed_logins_block_the_user,
+    the_endpoint_is_rate_limited_for_those_without_bypass,
+    concurrent_writes_all_land,
 );
 
 fn body_login(answer: &Answer) -> Login {
@@ -918,4 +920,64 @@ async fn repeated_failed_logins_block_the_user(db: TestDb) {
         )
         .await;
     assert_eq!(other.status, StatusCode::OK);
+}
+
+async fn the_endpoint_is_rate_limited_for_those_without_bypass(db: TestDb) {
+    let app = TestApp::with_settings(&db, Settings::default()).await;
+    let auditor = app.user("auditor", &["user", "auditor"]).await;
+    app.store
+        .set_permission_roles(
+            "view-import-operations",
+            &["admin".into(), "auditor".into()],
+        )
+        .await
+        .unwrap();
+    for k in 1..=10 {
+        let answer = app.get(LATEST, Some(&auditor)).await;
+        assert_eq!(answer.status, StatusCode::OK, "call {k}");
+        assert_eq!(
+            answer.header("x-ratelimit-remaining"),
+            Some((10 - k).to_string().as_str())
+        );
+    }
+    assert_eq!(
+        app.get(LATEST, Some(&auditor)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// Writes that read first (import.new, the upsert extension) from many clients at once all
+/// land: none is refused because another connection holds the write lock.
+async fn concurrent_writes_all_land(db: TestDb) {
+    let app = std::sync::Arc::new(app_without_limit(&db).await);
+    let admin = app.admin().await;
+    let mut tasks = Vec::new();
+    for client in 0..8 {
+        let (app, admin) = (app.clone(), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..10 {
+                let answer = if i % 3 == 0 {
+                    app.post("/api/v1/import.new", Some(&admin), &json!({}))
+                        .await
+                } else {
+                    let body = json!({"type": "P", "importerKey": "etl", "status": "importer_new",
+                                      "client": client, "i": i});
+                    app.post("/api/v1/import.operations.upsert", Some(&admin), &body)
+                        .await
+                };
+                statuses.push((answer.status, answer.body));
+            }
+            statuses
+        }));
+    }
+    let mut count = 0;
+    for task in tasks {
+        for (status, body) in task.await.unwrap() {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            count += 1;
+        }
+    }
+    assert_eq!(count, 80);
+    assert_eq!(app.store.count_operations().await.unwrap(), 80);
 }

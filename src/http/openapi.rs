@@ -49,7 +49,8 @@ checks (401, then 403, then 400, then 429) and bodies as Rocket.Chat, plus impor
 `import.operations.upsert` and its health, metrics and documentation routes.\n\n\
 Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` together \
 (a token from `POST /api/v1/login` or `importops token issue`). Any route answers 404 \
-`{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have.",
+`{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have; every \
+`GET` route also answers `HEAD`, without a body.",
         license(name = "MIT")
     ),
     paths(
@@ -830,8 +831,9 @@ schema!(
         .required("username")
         .property(
             "roles",
-            ObjectBuilder::new()
+            ArrayBuilder::new()
                 .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+                .items(string())
                 .description(Some(
                     "Existing roles (400 `error-invalid-role` otherwise); `[\"user\"]` when \
                      missing or empty",

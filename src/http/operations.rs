@@ -11,6 +11,7 @@ use super::auth::{Authorized, ViewImportOperations};
 use super::error::{ApiError, json_response};
 use super::openapi as api;
 use super::params::NoQueryParams;
+use super::rate_limit::RateLimit;
 use crate::telemetry;
 
 /// How many operations Rocket.Chat returns.
@@ -34,11 +35,13 @@ pub const LATEST_LIMIT: i64 = 20;
             takes none): `error-invalid-params`, one line `must NOT have additional properties` \
             per parameter"),
         (status = 403, response = api::PermissionDenied),
+        (status = 429, response = api::RateLimited),
     ),
 )]
 pub async fn get_latest_import_operations(
     _caller: Authorized<ViewImportOperations>,
     _no_params: NoQueryParams,
+    _limit: RateLimit,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let stamp = state.cache.stamp();

@@ -75,7 +75,7 @@ impl SqliteStore {
     }
 
     pub async fn seed_defaults(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         for role in DEFAULT_ROLES {
             sqlx::query("INSERT INTO roles (name) VALUES (?) ON CONFLICT DO NOTHING")
                 .bind(role)
@@ -146,6 +146,15 @@ impl SqliteStore {
         (self.pool.size(), self.pool.num_idle())
     }
 
+    /// A transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A deferred one
+    /// that reads first cannot wait for the lock when it writes: SQLite fails it at once
+    /// ("database is locked") if another connection wrote meanwhile.
+    async fn write_transaction(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -169,7 +178,7 @@ impl SqliteStore {
     }
 
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         insert_roles(&mut tx, &user.roles).await?;
         let now = now_ms();
         sqlx::query(
@@ -289,7 +298,7 @@ impl SqliteStore {
         username: &str,
         roles: &[String],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         insert_roles(&mut tx, roles).await?;
         let done = sqlx::query("UPDATE users SET roles = ?, updated_at = ? WHERE username = ?")
             .bind(encode_list(roles))
@@ -426,7 +435,7 @@ impl SqliteStore {
         roles: &[String],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         insert_roles(&mut tx, roles).await?;
         let done = sqlx::query("UPDATE permissions SET roles = ?, updated_at = ? WHERE id = ?")
             .bind(encode_list(roles))
@@ -444,7 +453,7 @@ impl SqliteStore {
         changes: &[(String, Vec<String>)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         for (id, roles) in changes {
             insert_roles(&mut tx, roles).await?;
             sqlx::query("UPDATE permissions SET roles = ?, updated_at = ? WHERE id = ?")
@@ -478,7 +487,7 @@ impl SqliteStore {
         invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
         then_insert: Option<&Operation>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         let valid: Vec<String> =
             sqlx::query_scalar("SELECT doc FROM import_operations WHERE valid = 1")
                 .fetch_all(&mut *tx)
@@ -534,7 +543,7 @@ impl SqliteStore {
     }
 
     pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         let report = write_operations(&mut tx, ops, &|_| {}).await?;
         tx.commit().await.map_err(err)?;
         Ok(report)

@@ -27,7 +27,7 @@ impl SqliteStore {
     ) -> Result<ImportReport, StoreError> {
         // IMMEDIATE: take the write lock at once, so that no other writer can slip in between
         // the username check and the writes.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.write_transaction().await?;
         insert_roles(&mut tx, data).await?;
         let (users, tokens) = import_users(&mut tx, &data.users, now, progress).await?;
         let permissions = import_permissions(&mut tx, &data.permissions, now, progress).await?;
