@@ -83,8 +83,17 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts one answered request.
+/// Counts one answered request. Methods outside HTTP's standard ones are counted as `other`,
+/// so that clients cannot add series without end.
 pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    let method = if KNOWN.contains(&method) {
+        method
+    } else {
+        "other"
+    };
     let labels = [("route", route.to_owned()), ("method", method.to_owned())];
     metrics::histogram!("importops_http_request_duration_seconds", &labels)
         .record(elapsed.as_secs_f64());

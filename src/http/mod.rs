@@ -106,15 +106,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // Layers, innermost first: each wraps those above it.
         .layer(axum::middleware::from_fn(rate_limit::add_headers))
-        .layer(axum::middleware::from_fn(limits::enforce))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::PRAGMA,
-            HeaderValue::from_static("no-cache"),
-        ))
         .layer(CatchPanicLayer::custom(|_| {
             error::internal_error_response()
         }))
@@ -136,6 +127,17 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(axum::middleware::from_fn(observe::request_id))
+        // Outside the request id, which replaces a client's oversized id: the limits count
+        // what the client sent.
+        .layer(axum::middleware::from_fn(limits::enforce))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new([
             HeaderName::from_static("x-auth-token"),
             header::AUTHORIZATION,
