@@ -84,26 +84,67 @@ pub fn metrics() -> &'static PrometheusHandle {
 }
 
 /// Counts one answered request. Methods outside HTTP's standard ones are counted as `other`,
-/// so that clients cannot add series without end.
+/// so that clients cannot add series without end (routes are the router's patterns).
 pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
     const KNOWN: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
     ];
-    let method = if KNOWN.contains(&method) {
-        method
-    } else {
-        "other"
-    };
-    let labels = [("route", route.to_owned()), ("method", method.to_owned())];
-    metrics::histogram!("importops_http_request_duration_seconds", &labels)
-        .record(elapsed.as_secs_f64());
+    let method: &'static str = KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other");
+    let route = interned(route);
+    let status = status_label(status);
+    metrics::histogram!(
+        "importops_http_request_duration_seconds",
+        "route" => route,
+        "method" => method
+    )
+    .record(elapsed.as_secs_f64());
     metrics::counter!(
         "importops_http_requests_total",
-        "route" => route.to_owned(),
-        "method" => method.to_owned(),
-        "status" => status.to_string()
+        "route" => route,
+        "method" => method,
+        "status" => status
     )
     .increment(1);
+}
+
+/// A route pattern as a `'static` label without allocating per request: the patterns are the
+/// router's (and `<unmatched>`), a bounded set, each kept once.
+fn interned(route: &str) -> &'static str {
+    static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    if let Some(found) = ROUTES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|r| **r == route)
+    {
+        return found;
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = routes.iter().find(|r| **r == route) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.push(leaked);
+    leaked
+}
+
+/// The status as a `'static` label: the codes HTTP defines are kept once each.
+fn status_label(status: u16) -> &'static str {
+    static LABELS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (100..600u16)
+            .map(|code| &*Box::leak(code.to_string().into_boxed_str()))
+            .collect()
+    });
+    usize::from(status)
+        .checked_sub(100)
+        .and_then(|i| labels.get(i))
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Counts a cache lookup on the request path.

@@ -151,7 +151,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            let request_id = super::observe::current_request_id();
+            tracing::error!(error = %self, request_id, "request failed");
         }
         json_response(status, body)
     }

@@ -50,7 +50,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 fn unready(reason: &str) -> Response {
-    tracing::warn!(reason, "readiness check failed");
+    let request_id = super::observe::current_request_id();
+    tracing::warn!(reason, request_id, "readiness check failed");
     let body = json!({"status": "unavailable", "checks": {"database": "unavailable"}});
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

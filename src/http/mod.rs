@@ -123,7 +123,9 @@ pub fn router(state: AppState) -> Router {
                     .get(&observe::REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("request", request_id = id, method = %request.method(), path)
+                // At debug level: formatting a span for every request costs more than the
+                // request itself. The warnings and errors of a request name its id themselves.
+                tracing::debug_span!("request", request_id = id, method = %request.method(), path)
             }),
         )
         .layer(axum::middleware::from_fn(observe::request_id))

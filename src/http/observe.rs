@@ -30,6 +30,18 @@ fn is_sane(value: &HeaderValue) -> bool {
     !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
 }
 
+tokio::task_local! {
+    /// The id of the request being handled, for log lines written outside its span.
+    static CURRENT_ID: HeaderValue;
+}
+
+/// The id of the request this task is handling, or "" outside a request.
+pub fn current_request_id() -> String {
+    CURRENT_ID
+        .try_with(|id| id.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
 /// Middleware: makes sure the request has one sane `X-Request-Id`, and echoes it.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let mut ids = request.headers().get_all(&REQUEST_ID).iter();
@@ -38,7 +50,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         _ => new_request_id(),
     };
     request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let mut response = next.run(request).await;
+    let mut response = CURRENT_ID.scope(id.clone(), next.run(request)).await;
     response.headers_mut().insert(REQUEST_ID.clone(), id);
     response
 }
@@ -46,14 +58,11 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 /// Middleware: counts and times each answer by route pattern, method and status.
 pub async fn record_metrics(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
     telemetry::record_request(
-        &route,
+        route.as_ref().map_or("<unmatched>", MatchedPath::as_str),
         method.as_str(),
         response.status().as_u16(),
         start.elapsed(),
