@@ -3,8 +3,6 @@
 
 use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::body::MAX_BODY_BYTES;
 use super::error::ApiError;
@@ -12,16 +10,16 @@ use super::error::ApiError;
 /// The most header bytes (names and values) a request may send.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Middleware: refuses oversized headers and bodies that announce their size up front.
-/// Bodies that do not announce it are cut off where they are read (`body::JsonBody`).
-pub async fn enforce(request: Request, next: Next) -> Response {
+/// Refuses oversized headers and bodies that announce their size up front. Bodies that do not
+/// announce it are cut off where they are read (`body::JsonBody`).
+pub fn check(request: &Request) -> Result<(), ApiError> {
     let header_bytes: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge.into_response();
+        return Err(ApiError::HeadersTooLarge);
     }
     let announced = request
         .headers()
@@ -29,7 +27,7 @@ pub async fn enforce(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+        return Err(ApiError::PayloadTooLarge);
     }
-    next.run(request).await
+    Ok(())
 }

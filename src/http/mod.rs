@@ -22,13 +22,8 @@ mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::access::Access;
 use crate::cache::Cache;
@@ -104,47 +99,10 @@ pub fn router(state: AppState) -> Router {
         // Rocket.Chat registers each route for its methods only: another method is not found.
         .method_not_allowed_fallback(not_found)
         .with_state(state)
-        // Layers, innermost first: each wraps those above it.
-        .layer(axum::middleware::from_fn(rate_limit::add_headers))
         .layer(CatchPanicLayer::custom(|_| {
             error::internal_error_response()
         }))
-        .layer(axum::middleware::from_fn(observe::record_metrics))
-        .layer(
-            // Failures are logged once, by `ApiError`, not again here.
-            TraceLayer::new_for_http().on_failure(()).make_span_with(|request: &Request| {
-                // The route's pattern, not the raw URI: no query strings in the logs.
-                let path = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("<unmatched>", MatchedPath::as_str);
-                let id = request
-                    .headers()
-                    .get(&observe::REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                // At debug level: formatting a span for every request costs more than the
-                // request itself. The warnings and errors of a request name its id themselves.
-                tracing::debug_span!("request", request_id = id, method = %request.method(), path)
-            }),
-        )
-        .layer(axum::middleware::from_fn(observe::request_id))
-        // Outside the request id, which replaces a client's oversized id: the limits count
-        // what the client sent.
-        .layer(axum::middleware::from_fn(limits::enforce))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::PRAGMA,
-            HeaderValue::from_static("no-cache"),
-        ))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            HeaderName::from_static("x-auth-token"),
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
+        .layer(axum::middleware::from_fn(observe::frontline))
 }
 
 /// `/metrics` alone, for a separate listen address.

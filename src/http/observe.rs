@@ -10,7 +10,10 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tracing::Instrument;
+
 use super::AppState;
+use super::rate_limit::HeaderSlot;
 use crate::telemetry;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,25 +45,51 @@ pub fn current_request_id() -> String {
         .unwrap_or_default()
 }
 
-/// Middleware: makes sure the request has one sane `X-Request-Id`, and echoes it.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
+/// Middleware, the one every request passes through (one layer rather than several, on the
+/// hot path): the size limits (431, 413: counted on what the client sent), a sane
+/// `X-Request-Id` on the request and its answer, the rate limiter's header slot, Rocket.Chat's
+/// `Cache-Control: no-store` / `Pragma: no-cache`, the metrics of the answer, and at debug
+/// level a span and a line per request.
+pub async fn frontline(mut request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let refused = super::limits::check(&request).err();
+
     let mut ids = request.headers().get_all(&REQUEST_ID).iter();
     let id = match (ids.next(), ids.next()) {
         (Some(id), None) if is_sane(id) => id.clone(),
         _ => new_request_id(),
     };
-    request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let mut response = CURRENT_ID.scope(id.clone(), next.run(request)).await;
-    response.headers_mut().insert(REQUEST_ID.clone(), id);
-    response
-}
-
-/// Middleware: counts and times each answer by route pattern, method and status.
-pub async fn record_metrics(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
+    let mut response = match refused {
+        Some(error) => error.into_response(),
+        None => {
+            request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+            let slot = HeaderSlot::default();
+            request.extensions_mut().insert(slot.clone());
+            let path = route.as_ref().map_or("<unmatched>", MatchedPath::as_str);
+            // A span costs more than a cached answer: only when someone reads it.
+            let span = if tracing::enabled!(tracing::Level::DEBUG) {
+                let request_id = id.to_str().unwrap_or_default();
+                tracing::debug_span!("request", request_id, method = %method, path)
+            } else {
+                tracing::Span::none()
+            };
+            let mut response = CURRENT_ID
+                .scope(id.clone(), next.run(request))
+                .instrument(span.clone())
+                .await;
+            slot.write(&mut response);
+            span.in_scope(|| {
+                tracing::debug!(status = response.status().as_u16(), elapsed = ?start.elapsed(), "answered");
+            });
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID.clone(), id);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     telemetry::record_request(
         route.as_ref().map_or("<unmatched>", MatchedPath::as_str),
         method.as_str(),

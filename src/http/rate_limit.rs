@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
@@ -99,24 +98,22 @@ impl RateLimiter {
 #[derive(Clone, Default)]
 pub struct HeaderSlot(Arc<OnceLock<Count>>);
 
-/// Middleware: puts the rate-limit headers, if a route counted the call, on its answer.
-pub async fn add_headers(mut request: Request, next: Next) -> Response {
-    let slot = HeaderSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
-    if let Some(count) = slot.0.get() {
-        let headers = response.headers_mut();
-        for (name, value) in [
-            ("x-ratelimit-limit", count.limit.to_string()),
-            ("x-ratelimit-remaining", count.remaining.to_string()),
-            ("x-ratelimit-reset", count.reset_ms.to_string()),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), value);
+impl HeaderSlot {
+    /// Puts the rate-limit headers on the answer, if the route counted the call.
+    pub fn write(&self, response: &mut Response) {
+        if let Some(count) = self.0.get() {
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("x-ratelimit-limit", count.limit.to_string()),
+                ("x-ratelimit-remaining", count.remaining.to_string()),
+                ("x-ratelimit-reset", count.reset_ms.to_string()),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
             }
         }
     }
-    response
 }
 
 /// Counts the call against the limiter, unless the caller may bypass it.
