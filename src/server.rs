@@ -17,8 +17,9 @@ use tower::ServiceExt;
 
 use crate::http::{AppState, router};
 
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its request headers within this time; it also closes a keep-alive
+/// connection left idle that long (hyper counts the wait for the next request).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the signal, requests already on their way to open connections are read in this time.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// The longest the server waits for requests in flight before it exits anyway.
