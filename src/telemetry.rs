@@ -42,6 +42,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often queued histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_millis(500);
+
 /// The process-wide metrics recorder, installed on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -54,6 +57,17 @@ pub fn metrics() -> &'static PrometheusHandle {
             .expect("the buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();
+        // Histogram samples queue up until upkeep folds them into the buckets: without it,
+        // every sample since the last scrape stays in memory.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
         // Another recorder may exist already (a test harness); then ours only renders.
         let _ = metrics::set_global_recorder(recorder);
         metrics::gauge!("importops_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
