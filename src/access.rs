@@ -51,7 +51,7 @@ impl Access {
         {
             telemetry::cache_lookup("session", true);
             let live = cached.expires_at_ms.is_none_or(|expiry| now < expiry);
-            return Ok(live.then_some(cached.caller));
+            return Ok(live.then(|| cached.caller.clone()));
         }
         telemetry::cache_lookup("session", false);
 

@@ -109,20 +109,39 @@ pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration)
         .copied()
         .unwrap_or("other");
     let route = interned(route);
-    let status = status_label(status);
-    metrics::histogram!(
-        "importops_http_request_duration_seconds",
-        "route" => route,
-        "method" => method
-    )
-    .record(elapsed.as_secs_f64());
-    metrics::counter!(
-        "importops_http_requests_total",
-        "route" => route,
-        "method" => method,
-        "status" => status
-    )
-    .increment(1);
+    // The handles of each (route, method, status) are looked up in the registry once per
+    // thread, then kept: recording is then an atomic update. The key is the interned labels'
+    // addresses, stable for the process.
+    let key = (route.as_ptr() as usize, method.as_ptr() as usize, status);
+    HANDLES.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        let (duration, count) = handles.entry(key).or_insert_with(|| {
+            let status = status_label(status);
+            (
+                metrics::histogram!(
+                    "importops_http_request_duration_seconds",
+                    "route" => route,
+                    "method" => method
+                ),
+                metrics::counter!(
+                    "importops_http_requests_total",
+                    "route" => route,
+                    "method" => method,
+                    "status" => status
+                ),
+            )
+        });
+        duration.record(elapsed.as_secs_f64());
+        count.increment(1);
+    });
+}
+
+/// (route, method, status) -> the duration histogram and the request counter.
+type Handles =
+    std::collections::HashMap<(usize, usize, u16), (metrics::Histogram, metrics::Counter)>;
+
+thread_local! {
+    static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::new(Handles::new());
 }
 
 /// A route pattern as a `'static` label without allocating per request: the patterns are the
