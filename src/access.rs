@@ -3,21 +3,72 @@
 //! on the request path. Answers come from the cache (`crate::cache`) when it has them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::cache::{Cache, CachedSession};
 use crate::config::Settings;
-use crate::domain::permission::grants;
+use crate::domain::permission::{self, grants};
 use crate::domain::secrets::{encode_digest, token_digest};
 use crate::domain::time::now_ms;
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Caller {
     pub user_id: String,
     pub username: String,
     pub roles: Vec<String>,
+    decisions: Decisions,
+}
+
+impl Caller {
+    pub fn new(user_id: String, username: String, roles: Vec<String>) -> Self {
+        Caller {
+            user_id,
+            username,
+            roles,
+            decisions: Decisions::default(),
+        }
+    }
+}
+
+/// The permissions whose checks are remembered with the caller: those the routes ask for.
+const REMEMBERED: [&str; 6] = [
+    permission::VIEW_IMPORT_OPERATIONS,
+    permission::RUN_IMPORT,
+    permission::ACCESS_PERMISSIONS,
+    permission::CREATE_USER,
+    permission::DELETE_USER,
+    permission::BYPASS_RATE_LIMIT,
+];
+
+// One bit each in a `u8`.
+const _: () = assert!(REMEMBERED.len() <= 8);
+
+/// What the caller's permission checks found, bit `i` for `REMEMBERED[i]`. A cached caller
+/// belongs to one cache generation, and any change to users, roles or permissions starts a
+/// new one with new callers, so a remembered answer is never older than the caller itself.
+#[derive(Debug, Default)]
+struct Decisions {
+    known: AtomicU8,
+    held: AtomicU8,
+}
+
+impl Decisions {
+    fn get(&self, i: usize) -> Option<bool> {
+        let bit = 1u8 << i;
+        (self.known.load(Ordering::Acquire) & bit != 0)
+            .then(|| self.held.load(Ordering::Relaxed) & bit != 0)
+    }
+
+    fn set(&self, i: usize, held: bool) {
+        let bit = 1u8 << i;
+        if held {
+            self.held.fetch_or(bit, Ordering::Relaxed);
+        }
+        self.known.fetch_or(bit, Ordering::Release);
+    }
 }
 
 #[derive(Clone)]
@@ -66,11 +117,11 @@ impl Access {
             return Ok(None);
         }
         let expires_at_ms = session.expiry_ms(self.login_expiration_ms);
-        let caller = Arc::new(Caller {
-            user_id: session.user_id,
-            username: session.username.unwrap_or_default(),
-            roles: session.roles,
-        });
+        let caller = Arc::new(Caller::new(
+            session.user_id,
+            session.username.unwrap_or_default(),
+            session.roles,
+        ));
         if let Some(stamp) = stamp {
             let cached = CachedSession {
                 user_id: caller.user_id.clone(),
@@ -89,6 +140,11 @@ impl Access {
         caller: &Caller,
         permission: &str,
     ) -> Result<bool, StoreError> {
+        let remembered = REMEMBERED.iter().position(|p| *p == permission);
+        if let Some(held) = remembered.and_then(|i| caller.decisions.get(i)) {
+            telemetry::cache_lookup("permission", true);
+            return Ok(held);
+        }
         let stamp = self.cache.stamp();
         let cached = stamp.and_then(|s| self.cache.permission(s, permission));
         telemetry::cache_lookup("permission", cached.is_some());
@@ -107,6 +163,26 @@ impl Access {
                 roles
             }
         };
-        Ok(grants(&roles, &caller.roles))
+        let held = grants(&roles, &caller.roles);
+        if let Some(i) = remembered {
+            caller.decisions.set(i, held);
+        }
+        Ok(held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_unknown_until_set_then_kept_apart() {
+        let d = Decisions::default();
+        assert_eq!(d.get(0), None);
+        d.set(0, true);
+        d.set(5, false);
+        assert_eq!(d.get(0), Some(true));
+        assert_eq!(d.get(5), Some(false));
+        assert_eq!(d.get(1), None);
     }
 }

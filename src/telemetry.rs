@@ -108,37 +108,55 @@ pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration)
         .find(|m| **m == method)
         .copied()
         .unwrap_or("other");
-    let route = interned(route);
     // The handles of each (route, method, status) are looked up in the registry once per
-    // thread, then kept: recording is then an atomic update. The key is the interned labels'
-    // addresses, stable for the process.
-    let key = (route.as_ptr() as usize, method.as_ptr() as usize, status);
+    // thread, then kept: recording is then an atomic update. The key is the address of the
+    // route text the caller holds (the router's own pattern, the same on every request), checked
+    // against the label on a hit in case a dropped router's address was reused.
+    let key = (
+        route.as_ptr() as usize,
+        route.len(),
+        method.as_ptr() as usize,
+        status,
+    );
     HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();
-        let (duration, count) = handles.entry(key).or_insert_with(|| {
-            let status = status_label(status);
-            (
-                metrics::histogram!(
-                    "importops_http_request_duration_seconds",
-                    "route" => route,
-                    "method" => method
-                ),
-                metrics::counter!(
-                    "importops_http_requests_total",
-                    "route" => route,
-                    "method" => method,
-                    "status" => status
-                ),
-            )
-        });
-        duration.record(elapsed.as_secs_f64());
-        count.increment(1);
+        let handle = match handles.get(&key) {
+            Some(handle) if handle.route == route => handle,
+            _ => {
+                let route = interned(route);
+                let status = status_label(status);
+                let handle = Handle {
+                    route,
+                    duration: metrics::histogram!(
+                        "importops_http_request_duration_seconds",
+                        "route" => route,
+                        "method" => method
+                    ),
+                    count: metrics::counter!(
+                        "importops_http_requests_total",
+                        "route" => route,
+                        "method" => method,
+                        "status" => status
+                    ),
+                };
+                handles.insert(key, handle);
+                &handles[&key]
+            }
+        };
+        handle.duration.record(elapsed.as_secs_f64());
+        handle.count.increment(1);
     });
 }
 
-/// (route, method, status) -> the duration histogram and the request counter.
-type Handles =
-    std::collections::HashMap<(usize, usize, u16), (metrics::Histogram, metrics::Counter)>;
+/// The metric handles of one (route, method, status).
+struct Handle {
+    route: &'static str,
+    duration: metrics::Histogram,
+    count: metrics::Counter,
+}
+
+/// (route text's address and length, method, status) -> its handles.
+type Handles = std::collections::HashMap<(usize, usize, usize, u16), Handle>;
 
 thread_local! {
     static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::new(Handles::new());

@@ -7,6 +7,8 @@ pub const RUN_IMPORT: &str = "run-import";
 pub const ACCESS_PERMISSIONS: &str = "access-permissions";
 pub const CREATE_USER: &str = "create-user";
 pub const DELETE_USER: &str = "delete-user";
+/// Holders are never rate limited.
+pub const BYPASS_RATE_LIMIT: &str = "api-bypass-rate-limit";
 
 /// Rocket.Chat's default roles, present from the start.
 pub const DEFAULT_ROLES: &[&str] = &[

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::access::Access;
 use crate::cache::Cache;
@@ -32,9 +31,13 @@ use crate::store::Store;
 use error::ApiError;
 use rate_limit::RateLimiter;
 
-/// What every handler can reach.
+/// What every handler can reach. Cloned for every request (by the router and by `State`), so
+/// it is one `Arc`: one reference count to touch instead of one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of `AppState`, reached through `Deref`.
+pub struct Shared {
     pub store: Store,
     pub cache: Arc<Cache>,
     pub access: Access,
@@ -51,14 +54,22 @@ impl AppState {
         // Install the metrics recorder before the first request is counted.
         crate::telemetry::metrics();
         let cache = Cache::new(store.clone());
-        AppState {
+        AppState(Arc::new(Shared {
             access: Access::new(store.clone(), cache.clone(), &settings),
             cache,
             store,
             limiter: RateLimiter::from_settings(&settings).map(Arc::new),
             login_guard: Arc::default(),
             settings: Arc::new(settings),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -99,10 +110,7 @@ pub fn router(state: AppState) -> Router {
         // Rocket.Chat registers each route for its methods only: another method is not found.
         .method_not_allowed_fallback(not_found)
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_| {
-            error::internal_error_response()
-        }))
-        .layer(axum::middleware::from_fn(observe::frontline))
+        .layer(observe::FrontlineLayer)
 }
 
 /// `/metrics` alone, for a separate listen address.

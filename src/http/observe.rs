@@ -1,19 +1,25 @@
 //! What the server tells about its requests: a request id on every request and answer (taken
 //! from `X-Request-Id` when the client sent a sane one), and the metrics of each answer.
 
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
-use tracing::Instrument;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
 
 use super::AppState;
-use super::rate_limit::HeaderSlot;
+use super::error::internal_error_response;
+use super::rate_limit::{self, Count};
 use crate::telemetry;
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -24,7 +30,13 @@ fn new_request_id() -> HeaderValue {
         LazyLock::new(|| crate::domain::ids::new_meteor_id()[..8].to_owned());
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{}-{n}", *PREFIX)).expect("ASCII")
+    let mut id = [0u8; 8 + 1 + 20];
+    id[..8].copy_from_slice(PREFIX.as_bytes());
+    id[8] = b'-';
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    id[9..9 + digits.len()].copy_from_slice(digits);
+    HeaderValue::from_bytes(&id[..9 + digits.len()]).expect("ASCII")
 }
 
 /// A client's id is kept when it is 1 to 128 visible ASCII characters.
@@ -33,70 +45,199 @@ fn is_sane(value: &HeaderValue) -> bool {
     !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
 }
 
+/// What the front line keeps for the request its task is handling: task-local rather than in
+/// the request's extensions, so that nothing is allocated for it.
+struct RequestContext {
+    id: HeaderValue,
+    /// The rate limiter's count of this call, for the headers of the answer.
+    rate_limit: Cell<Option<Count>>,
+}
+
 tokio::task_local! {
-    /// The id of the request being handled, for log lines written outside its span.
-    static CURRENT_ID: HeaderValue;
+    static CONTEXT: RequestContext;
 }
 
 /// The id of the request this task is handling, or "" outside a request.
 pub fn current_request_id() -> String {
-    CURRENT_ID
-        .try_with(|id| id.to_str().unwrap_or_default().to_owned())
+    CONTEXT
+        .try_with(|c| c.id.to_str().unwrap_or_default().to_owned())
         .unwrap_or_default()
 }
 
-/// Middleware, the one every request passes through (one layer rather than several, on the
-/// hot path): the size limits (431, 413: counted on what the client sent), a sane
-/// `X-Request-Id` on the request and its answer, the rate limiter's header slot, Rocket.Chat's
-/// `Cache-Control: no-store` / `Pragma: no-cache`, the metrics of the answer, and at debug
-/// level a span and a line per request.
-pub async fn frontline(mut request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let refused = super::limits::check(&request).err();
+/// Keeps the rate limiter's count of this request for the headers of its answer.
+pub fn set_rate_limit(count: Count) {
+    let _ = CONTEXT.try_with(|c| c.rate_limit.set(Some(count)));
+}
 
-    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
-    let id = match (ids.next(), ids.next()) {
-        (Some(id), None) if is_sane(id) => id.clone(),
-        _ => new_request_id(),
-    };
-    let mut response = match refused {
-        Some(error) => error.into_response(),
-        None => {
-            request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-            let slot = HeaderSlot::default();
-            request.extensions_mut().insert(slot.clone());
-            let path = route.as_ref().map_or("<unmatched>", MatchedPath::as_str);
-            // A span costs more than a cached answer: only when someone reads it.
-            let span = if tracing::enabled!(tracing::Level::DEBUG) {
-                let request_id = id.to_str().unwrap_or_default();
-                tracing::debug_span!("request", request_id, method = %method, path)
-            } else {
-                tracing::Span::none()
+/// The layer every route is wrapped in: see `Frontline`.
+#[derive(Clone, Copy, Default)]
+pub struct FrontlineLayer;
+
+impl<S> Layer<S> for FrontlineLayer {
+    type Service = Frontline<S>;
+
+    fn layer(&self, inner: S) -> Frontline<S> {
+        Frontline { inner }
+    }
+}
+
+/// The one middleware every request passes through (one layer, written out rather than
+/// composed, because each layer on the hot path costs a boxed service clone and a boxed future
+/// per request): the size limits (431, 413: counted on what the client sent), a sane
+/// `X-Request-Id` on the request and its answer, the rate limiter's headers, Rocket.Chat's
+/// `Cache-Control: no-store` / `Pragma: no-cache`, a JSON 500 for a handler that panicked, the
+/// metrics of the answer, and at debug level a span and a line per request.
+#[derive(Clone)]
+pub struct Frontline<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Frontline<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FrontlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let start = Instant::now();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+        let id = match (ids.next(), ids.next()) {
+            (Some(id), None) if is_sane(id) => id.clone(),
+            _ => new_request_id(),
+        };
+        let finish = Finish {
+            start,
+            route,
+            method,
+            id,
+        };
+        if let Err(refused) = super::limits::check(&request) {
+            return FrontlineFuture {
+                stage: Stage::Refused {
+                    response: Some(refused.into_response()),
+                },
+                span: tracing::Span::none(),
+                finish,
             };
-            let mut response = CURRENT_ID
-                .scope(id.clone(), next.run(request))
-                .instrument(span.clone())
-                .await;
-            slot.write(&mut response);
-            span.in_scope(|| {
-                tracing::debug!(status = response.status().as_u16(), elapsed = ?start.elapsed(), "answered");
-            });
-            response
         }
-    };
-    let headers = response.headers_mut();
-    headers.insert(REQUEST_ID.clone(), id);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    telemetry::record_request(
-        route.as_ref().map_or("<unmatched>", MatchedPath::as_str),
-        method.as_str(),
-        response.status().as_u16(),
-        start.elapsed(),
-    );
-    response
+        request
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), finish.id.clone());
+        // A span costs more than a cached answer: only when someone reads it.
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            let request_id = finish.id.to_str().unwrap_or_default();
+            let path = finish.route();
+            tracing::debug_span!("request", request_id, method = %finish.method, path)
+        } else {
+            tracing::Span::none()
+        };
+        let context = RequestContext {
+            id: finish.id.clone(),
+            rate_limit: Cell::new(None),
+        };
+        let stage = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
+            Ok(future) => Stage::Running {
+                future: CONTEXT.scope(context, future),
+            },
+            Err(_) => Stage::Refused {
+                response: Some(internal_error_response()),
+            },
+        };
+        FrontlineFuture {
+            stage,
+            span,
+            finish,
+        }
+    }
+}
+
+/// What the answer needs once the route has given it.
+struct Finish {
+    start: Instant,
+    route: Option<MatchedPath>,
+    method: Method,
+    id: HeaderValue,
+}
+
+impl Finish {
+    fn route(&self) -> &str {
+        self.route
+            .as_ref()
+            .map_or("<unmatched>", MatchedPath::as_str)
+    }
+
+    fn apply(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID.clone(), self.id.clone());
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        telemetry::record_request(
+            self.route(),
+            self.method.as_str(),
+            response.status().as_u16(),
+            self.start.elapsed(),
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// With the route, or refused before it (or the route panicked when called).
+    #[project = StageProj]
+    enum Stage<F> {
+        Running { #[pin] future: TaskLocalFuture<RequestContext, F> },
+        Refused { response: Option<Response> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of `Frontline`: the route's, in the request's task-local context.
+    pub struct FrontlineFuture<F> {
+        #[pin]
+        stage: Stage<F>,
+        span: tracing::Span,
+        finish: Finish,
+    }
+}
+
+impl<F> Future for FrontlineFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.stage.project() {
+            StageProj::Refused { response } => response.take().expect("polled after completion"),
+            StageProj::Running { mut future } => {
+                let _entered = this.span.enter();
+                let polled =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
+                let mut response = match polled {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Ok(response))) => response,
+                    // The panic itself was printed by the panic hook.
+                    Err(_) => internal_error_response(),
+                };
+                let count = future.take_value().and_then(|c| c.rate_limit.get());
+                if let Some(count) = count {
+                    rate_limit::write_headers(count, &mut response);
+                }
+                tracing::debug!(status = response.status().as_u16(), elapsed = ?this.finish.start.elapsed(), "answered");
+                response
+            }
+        };
+        this.finish.apply(&mut response);
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Metrics
@@ -123,4 +264,106 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         telemetry::metrics().render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::response::Response;
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+
+    async fn through_frontline<F, Fut>(handler: F, request: Request<Body>) -> Response
+    where
+        F: FnMut(Request<Body>) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<Response, Infallible>> + Send + 'static,
+    {
+        FrontlineLayer
+            .layer(service_fn(handler))
+            .oneshot(request)
+            .await
+            .unwrap()
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_the_json_500_with_the_usual_headers() {
+        let response = through_frontline(
+            |_request: Request<Body>| async move {
+                if true {
+                    panic!("a bug");
+                }
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            },
+            Request::get("/x")
+                .header("x-request-id", "abc-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "abc-1");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+        assert_eq!(body["success"], false);
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_count_reaches_the_answer_and_the_id_the_handler() {
+        let response = through_frontline(
+            |request: Request<Body>| async move {
+                let id = request.headers()["x-request-id"].clone();
+                assert_eq!(current_request_id(), id.to_str().unwrap());
+                set_rate_limit(Count {
+                    limit: 10,
+                    remaining: 7,
+                    reset_ms: 1_700_000_000_000,
+                    allowed: true,
+                });
+                Ok::<_, Infallible>(Response::new(Body::from("ok")))
+            },
+            Request::get("/x").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        let (prefix, n) = id.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 8);
+        assert!(n.parse::<u64>().is_ok(), "{id}");
+        assert_eq!(response.headers()["x-ratelimit-limit"], "10");
+        assert_eq!(response.headers()["x-ratelimit-remaining"], "7");
+        assert_eq!(response.headers()["x-ratelimit-reset"], "1700000000000");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+        assert_eq!(body_text(response).await, "ok");
+    }
+
+    #[tokio::test]
+    async fn made_ids_differ_and_insane_ones_are_replaced() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let response =
+            through_frontline(
+                |_request: Request<Body>| async move {
+                    Ok::<_, Infallible>(Response::new(Body::empty()))
+                },
+                Request::get("/x")
+                    .header("x-request-id", "has space")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_ne!(response.headers()["x-request-id"], "has space");
+        assert!(response.headers().get("x-ratelimit-limit").is_none());
+    }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::domain::time::now_ms;
 
 /// The permission whose holders are never limited.
-pub const BYPASS_PERMISSION: &str = "api-bypass-rate-limit";
+pub const BYPASS_PERMISSION: &str = crate::domain::permission::BYPASS_RATE_LIMIT;
 /// Past this many tracked windows, expired ones are dropped.
 const PRUNE_AT: usize = 10_000;
 
@@ -94,25 +94,15 @@ impl RateLimiter {
     }
 }
 
-/// Where the limiter leaves its headers for `add_headers` to put on the response.
-#[derive(Clone, Default)]
-pub struct HeaderSlot(Arc<OnceLock<Count>>);
-
-impl HeaderSlot {
-    /// Puts the rate-limit headers on the answer, if the route counted the call.
-    pub fn write(&self, response: &mut Response) {
-        if let Some(count) = self.0.get() {
-            let headers = response.headers_mut();
-            for (name, value) in [
-                ("x-ratelimit-limit", count.limit.to_string()),
-                ("x-ratelimit-remaining", count.remaining.to_string()),
-                ("x-ratelimit-reset", count.reset_ms.to_string()),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    headers.insert(HeaderName::from_static(name), value);
-                }
-            }
-        }
+/// Puts the rate-limit headers of a counted call on its answer.
+pub fn write_headers(count: Count, response: &mut Response) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", i64::from(count.limit)),
+        ("x-ratelimit-remaining", i64::from(count.remaining)),
+        ("x-ratelimit-reset", count.reset_ms),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
 }
 
@@ -140,9 +130,7 @@ pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     };
     let now = now_ms();
     let count = limiter.count(key, now);
-    if let Some(slot) = parts.extensions.get::<HeaderSlot>() {
-        let _ = slot.0.set(count);
-    }
+    super::observe::set_rate_limit(count);
     if count.allowed {
         Ok(())
     } else {
