@@ -134,8 +134,9 @@ def install_cleanup() -> None:
 # Ports, users, files.
 
 
-def free_port(exclude: set[int] | None = None) -> int:
-    ports = list(range(PORT_RANGE[0], PORT_RANGE[1] + 1))
+def free_port(exclude: set[int] | None = None, port_range: tuple[int, int] = PORT_RANGE) -> int:
+    """A free port in `port_range` (each script has its own, so that they can run side by side)."""
+    ports = list(range(port_range[0], port_range[1] + 1))
     random.shuffle(ports)
     for port in ports:
         if exclude and port in exclude:
@@ -146,7 +147,7 @@ def free_port(exclude: set[int] | None = None) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free TCP port in 43000-43999")
+    raise RuntimeError(f"no free TCP port in {port_range[0]}-{port_range[1]}")
 
 
 @dataclass

@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     DEFAULT_BINARY, ENDPOINT, HOST, LIVEZ, RESOURCES, Interrupted, RunAs, copy_binary,
-    copy_fixture, fmt_counts, install_cleanup, log, make_workdir, prepare_database, table,
+    copy_fixture, fmt_counts, free_port, install_cleanup, log, make_workdir, prepare_database,
+    table,
 )
 
 PORT_RANGE = (45000, 45999)
@@ -75,21 +76,6 @@ METEOR_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
 # ------------------------------------------------------------------------------------------
 # Ports, limits, the server process.
-
-
-def free_port(exclude: set[int] | None = None) -> int:
-    ports = list(range(PORT_RANGE[0], PORT_RANGE[1] + 1))
-    random.shuffle(ports)
-    for port in ports:
-        if exclude and port in exclude:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free TCP port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
 
 
 def raise_nofile(wanted: int) -> int:
@@ -759,7 +745,7 @@ def exp_keepalive(binary: Path, profile: Profile, args: argparse.Namespace) -> O
                      f"soft limit {client_limit}, need {n + 256}"):
         return out
     work, exe, url, creds, _ = setup_sqlite(binary, "keepalive")
-    server = LoadServer(exe, url, free_port(), work / "server.log", nofile)
+    server = LoadServer(exe, url, free_port(port_range=PORT_RANGE), work / "server.log", nofile)
     try:
         server.wait_ready()
         headers = {"X-User-Id": creds.user_id, "X-Auth-Token": creds.token}
@@ -844,7 +830,7 @@ def exp_low_nofile(binary: Path, profile: Profile, args: argparse.Namespace) -> 
                   f"RLIMIT_NOFILE is {limit} (not raised)")
     raise_nofile(n + 1024)
     work, exe, url, creds, _ = setup_sqlite(binary, "nofile")
-    server = LoadServer(exe, url, free_port(), work / "server.log", limit)
+    server = LoadServer(exe, url, free_port(port_range=PORT_RANGE), work / "server.log", limit)
     try:
         server.wait_ready()
         headers = {"X-User-Id": creds.user_id, "X-Auth-Token": creds.token}
@@ -1130,7 +1116,8 @@ def exp_sqlite_writes(binary: Path, profile: Profile, args: argparse.Namespace) 
     raise_nofile(profile.w_readers + 1024)
     work, exe, url, creds, fixture = setup_sqlite(binary, "writes")
     fixture_ids = [d["_id"] for d in json.loads(fixture.read_text())]
-    server = LoadServer(exe, url, free_port(), work / "server.log", profile.w_readers + 1024)
+    server = LoadServer(exe, url, free_port(port_range=PORT_RANGE), work / "server.log",
+                        profile.w_readers + 1024)
     try:
         server.wait_ready()
         writes = run_async(writes_run(out, server, exe, url, work, creds, profile))

@@ -1082,6 +1082,11 @@ fn ops_load_then_list_returns_the_fixture_exactly() {
         "loaded 7 operations (0 new, 7 replaced)\n"
     );
     assert_same_documents(&db.json(&["ops", "list", "--json"]), &fixture());
+    // The counts for scripts.
+    assert_eq!(
+        db.json(&["ops", "load", "--json", FIXTURE_PATH]),
+        serde_json::json!({"loaded": 7, "inserted": 0, "replaced": 7})
+    );
 
     // --limit and the table.
     let two = db.json(&["ops", "list", "--json", "--limit", "2"]);

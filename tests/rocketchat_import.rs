@@ -971,12 +971,16 @@ fn the_command_imports_and_prints_one_summary_line() {
     );
     // Not a terminal: no progress bar.
     assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
-    // Again: the same line, the same data.
+    // Again, with the counts as JSON: the same counts, the same data.
     let again = command(&url)
-        .args(["import-rocketchat", dir.to_str().unwrap()])
+        .args(["import-rocketchat", "--json", dir.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(again.status.success(), "{again:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout).unwrap(),
+        serde_json::json!({"users": 2, "tokens": 2, "permissions": 5, "operations": 3})
+    );
     let listed = command(&url)
         .args(["ops", "list", "--json"])
         .output()

@@ -20,6 +20,9 @@ pub struct ImportArgs {
     /// rocketchat_import.json (any may be missing, not all)
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Print the counts as JSON: {"users", "tokens", "permissions", "operations"}
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(url: &str, args: ImportArgs) -> CliResult {
@@ -33,6 +36,15 @@ pub async fn run(url: &str, args: ImportArgs) -> CliResult {
     let written = rocketchat::write(&store, &data, &bars).await;
     bars.finish();
     let report = written?;
+    if args.json {
+        super::output::print_json(&serde_json::json!({
+            "users": data.users.len(),
+            "tokens": report.tokens,
+            "permissions": data.permissions.len(),
+            "operations": data.operations.len(),
+        }));
+        return Ok(());
+    }
     println!(
         "imported {} ({}), {}, {} from {}",
         count(data.users.len() as u64, "user"),

@@ -17,6 +17,9 @@ pub enum OpsCommand {
     Load {
         #[arg(value_name = "FILE|-")]
         file: String,
+        /// Print the counts as JSON: {"loaded", "inserted", "replaced"}
+        #[arg(long)]
+        json: bool,
     },
     /// List the newest operations, as getLatestImportOperations orders them
     List {
@@ -33,7 +36,7 @@ pub enum OpsCommand {
 
 pub async fn run(store: &Store, cmd: OpsCommand) -> CliResult {
     match cmd {
-        OpsCommand::Load { file } => {
+        OpsCommand::Load { file, json } => {
             let text = read_input(&file)?;
             let spinner = Spinner::start("checking the operations");
             let ops = parse_batch(&text, now_ms());
@@ -43,12 +46,20 @@ pub async fn run(store: &Store, cmd: OpsCommand) -> CliResult {
             let report = store.upsert_operations(&ops).await;
             spinner.finish();
             let report = report?;
-            println!(
-                "loaded {} operations ({} new, {} replaced)",
-                ops.len(),
-                report.inserted,
-                report.updated
-            );
+            if json {
+                print_json(&serde_json::json!({
+                    "loaded": ops.len(),
+                    "inserted": report.inserted,
+                    "replaced": report.updated,
+                }));
+            } else {
+                println!(
+                    "loaded {} operations ({} new, {} replaced)",
+                    ops.len(),
+                    report.inserted,
+                    report.updated
+                );
+            }
         }
         OpsCommand::List { limit, json } => {
             let docs = store.latest_operations(limit).await?;
