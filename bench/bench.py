@@ -523,7 +523,21 @@ class Case:
         return x / y if x is not None and y else None
 
 
-def run_case(case: Case, opts, datafiles: dict, node_work: Path | None, tmp: Path) -> None:
+@dataclass
+class Running:
+    """A case whose server (and peer) is up, seeded and checked, between its rounds."""
+
+    case: Case
+    proc: subprocess.Popen
+    logfile: Path
+    targets: list[tuple[str, str, dict[str, str]]]
+    peer: NodePeer | None
+    dbname: str | None
+
+
+def start_case(case: Case, opts, datafiles: dict, node_work: Path | None, tmp: Path) -> Running:
+    """Seeds the case's database, times start-up, checks the answers, warms up; leaves the server
+    (and, for the Node.js comparison, the peer) running for the rounds."""
     n = case.n
     if n not in datafiles:
         path = tmp / f"ops-{n}.jsonl"
@@ -543,94 +557,100 @@ def run_case(case: Case, opts, datafiles: dict, node_work: Path | None, tmp: Pat
         psql(f"CREATE DATABASE {dbname}")
         url = PG_BASE_URL + dbname
 
-    try:
-        log(f"   seeding through the command line: importops ops load ({n} operations)")
-        t = time.perf_counter()
-        out = importops(url, "ops", "load", str(data["path"]), timeout=3600)
-        case.seed_s = time.perf_counter() - t
-        log(f"   {out.strip()} in {case.seed_s:.1f} s")
-        importops(url, "user", "add", "admin", "--role", "admin")
-        creds = json.loads(importops(url, "token", "issue", "admin", "--json"))
-        headers = {"X-User-Id": creds["userId"], "X-Auth-Token": creds["authToken"]}
+    log(f"   seeding through the command line: importops ops load ({n} operations)")
+    t = time.perf_counter()
+    out = importops(url, "ops", "load", str(data["path"]), timeout=3600)
+    case.seed_s = time.perf_counter() - t
+    log(f"   {out.strip()} in {case.seed_s:.1f} s")
+    importops(url, "user", "add", "admin", "--role", "admin")
+    creds = json.loads(importops(url, "token", "issue", "admin", "--json"))
+    headers = {"X-User-Id": creds["userId"], "X-Auth-Token": creds["authToken"]}
 
-        logfile = tmp / f"server-{case.backend}-{n}.log"
-        proc = None
-        for trial in range(opts.startup_trials):
-            if proc is not None:
-                RES.stop_server(proc)
-            port = free_port()
-            cmd = [str(BINARY), "--database-url", url, "serve", "--listen", f"{HOST}:{port}"]
-            t0 = time.perf_counter()
-            proc = spawn(cmd, logfile, env=server_env())
-            case.startup_ms.append(wait_for_200(proc, port, ENDPOINT, headers, t0, logfile))
-        log("   start-up to first 200: " + ", ".join(f"{v:.1f} ms" for v in case.startup_ms))
+    logfile = tmp / f"server-{case.backend}-{n}.log"
+    proc = None
+    for trial in range(opts.startup_trials):
+        if proc is not None:
+            RES.stop_server(proc)
+        port = free_port()
+        cmd = [str(BINARY), "--database-url", url, "serve", "--listen", f"{HOST}:{port}"]
+        t0 = time.perf_counter()
+        proc = spawn(cmd, logfile, env=server_env())
+        case.startup_ms.append(wait_for_200(proc, port, ENDPOINT, headers, t0, logfile))
+    log("   start-up to first 200: " + ", ".join(f"{v:.1f} ms" for v in case.startup_ms))
 
-        # Verify once: livez 200, the endpoint 200 with a JSON array of min(20, N), newest first.
-        status, _, body = http_get(port, LIVEZ, {})
-        if status != 200:
-            raise BenchError(f"{LIVEZ} answered {status}: {body[:200]!r}")
-        status, hdrs, body = http_get(port, ENDPOINT, headers)
-        if status != 200:
-            raise BenchError(f"{ENDPOINT} answered {status}: {body[:300]!r}")
-        items = json.loads(body)
-        want = min(PAGE, n)
-        if not isinstance(items, list) or len(items) != want:
-            got = len(items) if isinstance(items, list) else type(items).__name__
-            raise BenchError(f"{ENDPOINT} answered 200 with {got} items, not a JSON array of {want}")
-        if not hdrs.get("content-type", "").startswith("application/json"):
-            raise BenchError(f"{ENDPOINT} answered Content-Type {hdrs.get('content-type')!r}")
-        stamps = [it.get("_updatedAt") for it in items]
-        if stamps[0] != data["max_updated"] or stamps != sorted(stamps, reverse=True):
-            raise BenchError(f"{ENDPOINT}: not the newest operations first: {stamps[:5]}")
+    # Verify once: livez 200, the endpoint 200 with a JSON array of min(20, N), newest first.
+    status, _, body = http_get(port, LIVEZ, {})
+    if status != 200:
+        raise BenchError(f"{LIVEZ} answered {status}: {body[:200]!r}")
+    status, hdrs, body = http_get(port, ENDPOINT, headers)
+    if status != 200:
+        raise BenchError(f"{ENDPOINT} answered {status}: {body[:300]!r}")
+    items = json.loads(body)
+    want = min(PAGE, n)
+    if not isinstance(items, list) or len(items) != want:
+        got = len(items) if isinstance(items, list) else type(items).__name__
+        raise BenchError(f"{ENDPOINT} answered 200 with {got} items, not a JSON array of {want}")
+    if not hdrs.get("content-type", "").startswith("application/json"):
+        raise BenchError(f"{ENDPOINT} answered Content-Type {hdrs.get('content-type')!r}")
+    stamps = [it.get("_updatedAt") for it in items]
+    if stamps[0] != data["max_updated"] or stamps != sorted(stamps, reverse=True):
+        raise BenchError(f"{ENDPOINT}: not the newest operations first: {stamps[:5]}")
 
-        base = f"http://{HOST}:{port}"
-        targets = [("livez", base + LIVEZ, {}), ("endpoint", base + ENDPOINT, headers)]
-        peer = None
-        if node_work is not None and case.backend == "sqlite" and n == NODE_N:
-            log("   starting the Node.js peer (2 workers)")
-            peer = start_node(node_work)
-            targets.append(("node", peer.url, peer.headers))
+    base = f"http://{HOST}:{port}"
+    targets = [("livez", base + LIVEZ, {}), ("endpoint", base + ENDPOINT, headers)]
+    peer = None
+    if node_work is not None and case.backend == "sqlite" and n == NODE_N:
+        log("   starting the Node.js peer (2 workers)")
+        peer = start_node(node_work)
+        targets.append(("node", peer.url, peer.headers))
 
-        if opts.warmup > 0:
-            for name, turl, th in targets:
-                if name != "livez":
-                    log(f"   warm-up {opts.warmup} s: {name}")
-                    run_wrk(turl, th, opts.warmup, opts.connections)
+    if opts.warmup > 0:
+        for name, turl, th in targets:
+            if name != "livez":
+                log(f"   warm-up {opts.warmup} s: {name}")
+                run_wrk(turl, th, opts.warmup, opts.connections)
 
-        for r in range(opts.rounds):
-            for name, turl, th in targets:
-                res = run_wrk(turl, th, opts.duration, opts.connections)
-                res["round"] = r + 1
-                case.runs.setdefault(name, []).append(res)
-                line = (f"   round {r + 1}/{opts.rounds} {name:8s} {res['rps']:10.0f} req/s"
-                        f"  p50 {fmt_ms(res['p50'])} ms  p99 {fmt_ms(res['p99'])} ms")
-                if res["non2xx"]:
-                    line += f"  NON-2xx: {res['non2xx']}"
-                    case.flags.append(f"{name} round {r + 1}: {res['non2xx']} non-2xx answers")
-                if res["socket_errors"]:
-                    line += f"  ({res['socket_detail']})"
-                    case.flags.append(f"{name} round {r + 1}: {res['socket_detail']}")
-                log(line)
-                for p, who in ((proc, "importops"), (peer.proc if peer else None, "the Node.js peer")):
-                    if p is not None and p.poll() is not None:
-                        lf = logfile if p is proc else peer.logfile
-                        raise BenchError(f"{who} died (exit {p.returncode}) during the load; its log ends:\n{log_tail(lf)}")
+    return Running(case, proc, logfile, targets, peer, dbname)
 
-        case.rss_mb = vm_hwm_mb(proc.pid)
-        if peer is not None:
-            vals = [vm_hwm_mb(p) for p in group_pids(peer.proc.pid)]
-            case.node_rss_mb = sum(v for v in vals if v is not None)
-            RES.stop_server(peer.proc)
-        RES.stop_server(proc)
-        if proc.returncode not in (0, -signal.SIGTERM):
-            case.flags.append(f"importops exited with status {proc.returncode} on SIGTERM")
-        if case.flags and any("non-2xx" in f for f in case.flags):
-            raise BenchError(f"{case.label}: non-2xx answers under load: " + "; ".join(case.flags))
-    finally:
-        if dbname:
-            for p in list(RES.servers.values()):
-                RES.stop_server(p)
-            RES.drop_database(dbname)
+
+def run_round(run: Running, r: int, opts) -> None:
+    """One round of the case's targets, in order (livez, endpoint, node)."""
+    case = run.case
+    for name, turl, th in run.targets:
+        res = run_wrk(turl, th, opts.duration, opts.connections)
+        res["round"] = r + 1
+        case.runs.setdefault(name, []).append(res)
+        line = (f"   {case.label:22s} round {r + 1}/{opts.rounds} {name:8s} {res['rps']:10.0f} req/s"
+                f"  p50 {fmt_ms(res['p50'])} ms  p99 {fmt_ms(res['p99'])} ms")
+        if res["non2xx"]:
+            line += f"  NON-2xx: {res['non2xx']}"
+            case.flags.append(f"{name} round {r + 1}: {res['non2xx']} non-2xx answers")
+        if res["socket_errors"]:
+            line += f"  ({res['socket_detail']})"
+            case.flags.append(f"{name} round {r + 1}: {res['socket_detail']}")
+        log(line)
+        for p, who in ((run.proc, "importops"), (run.peer.proc if run.peer else None, "the Node.js peer")):
+            if p is not None and p.poll() is not None:
+                lf = run.logfile if p is run.proc else run.peer.logfile
+                raise BenchError(f"{case.label}: {who} died (exit {p.returncode}) during the load; "
+                                 f"its log ends:\n{log_tail(lf)}")
+    if any("non-2xx" in f for f in case.flags):
+        raise BenchError(f"{case.label}: non-2xx answers under load: " + "; ".join(case.flags))
+
+
+def finish_case(run: Running) -> None:
+    """Peak memory after the load; stops the server (and peer) and drops the database."""
+    case = run.case
+    case.rss_mb = vm_hwm_mb(run.proc.pid)
+    if run.peer is not None:
+        vals = [vm_hwm_mb(p) for p in group_pids(run.peer.proc.pid)]
+        case.node_rss_mb = sum(v for v in vals if v is not None)
+        RES.stop_server(run.peer.proc)
+    RES.stop_server(run.proc)
+    if run.proc.returncode not in (0, -signal.SIGTERM):
+        case.flags.append(f"importops exited with status {run.proc.returncode} on SIGTERM")
+    if run.dbname:
+        RES.drop_database(run.dbname)
 
 
 # --------------------------------------------------------------------------------------------
@@ -744,8 +764,9 @@ def report(cases: list[Case], opts, info: dict, started: str, cmdline: str, erro
     L.append(f"- load average (1, 5, 15 min) before the run: {info['loadavg']}, after: {loadavg()} "
              "(other work on the machine makes the numbers noisy)")
     L.append(f"- load: {info['wrk']}; `wrk -t1 -c{opts.connections} -d{opts.duration}s --latency`, "
-             f"{opts.rounds} round(s) of each target alternated (livez, endpoint"
-             f"{', node' if opts.with_node else ''}), warm-up {opts.warmup} s; medians over the rounds")
+             f"{opts.rounds} round(s); in each, every size of a backend in turn, each with its targets "
+             f"in turn (livez, endpoint{', node' if opts.with_node else ''}); warm-up {opts.warmup} s; "
+             "medians over the rounds")
     L.append("- endpoint: `GET /api/v1/getLatestImportOperations` with a valid admin token; "
              "livez: `GET /livez`; latencies in ms; start-up: spawn to the first 200 of the endpoint "
              f"(median of {opts.startup_trials}); peak RSS: VmHWM of the server after the load")
@@ -879,13 +900,28 @@ def main(argv: list[str]) -> int:
             log("== Node.js peer")
             node_work = prepare_node()
         datafiles: dict = {}
-        for case in plan:
-            log(f"== {case.label}")
-            cases.append(case)
+        # A backend's sizes are all started first, then loaded in the same rounds (A B C A B C),
+        # so that the ratios between sizes, like those between targets, compare the same minutes.
+        for backend in dict.fromkeys(c.backend for c in plan):
+            running: list[Running] = []
+            current: Case | None = None
             try:
-                run_case(case, opts, datafiles, node_work, tmp)
+                for case in (c for c in plan if c.backend == backend):
+                    log(f"== {case.label}")
+                    cases.append(case)
+                    current = case
+                    running.append(start_case(case, opts, datafiles, node_work, tmp))
+                for r in range(opts.rounds):
+                    log(f"== {backend}: round {r + 1}/{opts.rounds}")
+                    for run in running:
+                        current = run.case
+                        run_round(run, r, opts)
+                for run in running:
+                    current = run.case
+                    finish_case(run)
             except BenchError as e:
-                case.error = str(e).splitlines()[0]
+                if current is not None:
+                    current.error = str(e).splitlines()[0]
                 raise
     except BenchError as e:
         errors.append(str(e).splitlines()[0])

@@ -1,5 +1,6 @@
-//! What the server tells about its requests: a request id on every request and answer (taken
-//! from `X-Request-Id` when the client sent a sane one), and the metrics of each answer.
+//! The front line every request passes through (`Frontline`), and what the server tells about
+//! its requests: a request id on every request and answer (taken from `X-Request-Id` when the
+//! client sent a sane one), the metrics of each answer, and `/metrics`.
 
 use std::cell::Cell;
 use std::convert::Infallible;
