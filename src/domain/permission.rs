@@ -27,12 +27,12 @@ pub const DEFAULT_ROLES: &[&str] = &[
 
 /// Rocket.Chat's defaults for the permissions importops checks (permission, roles).
 pub const DEFAULT_PERMISSIONS: &[(&str, &[&str])] = &[
-    ("view-import-operations", &["admin"]),
-    ("run-import", &["admin"]),
-    ("access-permissions", &["admin"]),
-    ("create-user", &["admin"]),
-    ("delete-user", &["admin"]),
-    ("api-bypass-rate-limit", &["admin", "bot", "app"]),
+    (VIEW_IMPORT_OPERATIONS, &["admin"]),
+    (RUN_IMPORT, &["admin"]),
+    (ACCESS_PERMISSIONS, &["admin"]),
+    (CREATE_USER, &["admin"]),
+    (DELETE_USER, &["admin"]),
+    (BYPASS_RATE_LIMIT, &["admin", "bot", "app"]),
     ("create-personal-access-tokens", &["admin", "user"]),
 ];
 

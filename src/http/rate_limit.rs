@@ -20,10 +20,9 @@ use super::AppState;
 use super::error::ApiError;
 use crate::access::Caller;
 use crate::config::Settings;
+use crate::domain::permission;
 use crate::domain::time::now_ms;
 
-/// The permission whose holders are never limited.
-pub const BYPASS_PERMISSION: &str = crate::domain::permission::BYPASS_RATE_LIMIT;
 /// Past this many tracked windows, expired ones are dropped.
 const PRUNE_AT: usize = 10_000;
 
@@ -114,7 +113,7 @@ pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     if let Some(caller) = parts.extensions.get::<Arc<Caller>>()
         && state
             .access
-            .has_permission(caller, BYPASS_PERMISSION)
+            .has_permission(caller, permission::BYPASS_RATE_LIMIT)
             .await?
     {
         return Ok(());
