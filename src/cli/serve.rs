@@ -11,7 +11,7 @@ use crate::config::{AuthErrorBody, Settings};
 use crate::domain::operation::parse_batch;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
-use crate::store::{Store, StoreError};
+use crate::store::{ConflictKind, Store, StoreError};
 use crate::telemetry::LogFormat;
 
 /// The documented example that `--demo` loads.
@@ -134,7 +134,9 @@ async fn bootstrap_admin(store: &Store, username: &str, password: &str) -> CliRe
             Ok(())
         }
         // Another replica starting at the same time created it first.
-        Err(AccountError::Store(StoreError::Conflict(_))) => Ok(()),
+        Err(AccountError::Store(StoreError::Conflict(c))) if c.kind == ConflictKind::Username => {
+            Ok(())
+        }
         Err(AccountError::Invalid(msg)) => {
             Err(CliError::Usage(format!("IMPORTOPS_ADMIN_USERNAME: {msg}")))
         }

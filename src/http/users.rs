@@ -18,7 +18,7 @@ use crate::domain::secrets::{
 };
 use crate::domain::time::now_ms;
 use crate::domain::user::User;
-use crate::store::Revoke;
+use crate::store::{ConflictKind, Revoke, StoreError};
 
 /// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
 pub enum Password {
@@ -278,6 +278,15 @@ pub async fn users_create(
         .await
         .map_err(|e| match e {
             AccountError::Invalid(message) => ApiError::invalid_params(message),
+            // The database's unique indexes decide races that the checks above cannot.
+            AccountError::Store(StoreError::Conflict(c))
+                if matches!(c.kind, ConflictKind::Username | ConflictKind::Email) =>
+            {
+                ApiError::meteor(
+                    "error-field-unavailable",
+                    &format!("{} is already in use :(", c.value),
+                )
+            }
             AccountError::Store(e) => e.into(),
         })?;
     Ok(Json(json!({"user": user_json(&user), "success": true})))

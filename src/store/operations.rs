@@ -1,0 +1,145 @@
+//! Import operations: documents kept as JSON text (so both backends return the same bytes),
+//! with the fields that queries sort and filter on in columns of their own.
+
+use super::{LoadReport, Store, StoreError, in_write, with_pool};
+use crate::domain::operation::Operation;
+
+/// Inserts or replaces one chunk of operations by `_id`, in their order, inside a write
+/// transaction. A replaced operation keeps its `seq`, its place in the stored order. The ids
+/// must be distinct.
+macro_rules! write_operations {
+    ($tx:ident, $chunk:expr) => {{
+        let chunk: &[$crate::domain::operation::Operation] = $chunk;
+        let sql = $crate::store::insert_values(
+            "import_operations",
+            &["id", "updated_at", "ts", "status", "valid", "doc"],
+            chunk.len(),
+            "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
+             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
+             doc = excluded.doc",
+        );
+        let mut query = sqlx::query(&sql);
+        for op in chunk {
+            query = query
+                .bind(op.id.as_str())
+                .bind(op.updated_at_ms)
+                .bind(op.ts_ms)
+                .bind(op.status.as_str())
+                .bind(op.valid)
+                .bind(op.doc.as_str());
+        }
+        query.execute(&mut *$tx).await?;
+    }};
+}
+pub(super) use write_operations;
+
+/// How many rows a table has, inside a transaction (for `LoadReport`s).
+macro_rules! count_rows {
+    ($tx:ident, $table:literal) => {{
+        let n: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM ", $table))
+            .fetch_one(&mut *$tx)
+            .await?;
+        n
+    }};
+}
+pub(super) use count_rows;
+
+impl Store {
+    /// The stored document of an operation.
+    pub async fn operation_by_id(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT doc FROM import_operations WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// The document of the operation with the newest `ts` (Rocket.Chat's "current" one).
+    pub async fn current_operation(&self) -> Result<Option<String>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT doc FROM import_operations ORDER BY ts DESC, seq DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// In one transaction: marks every valid operation invalid (with `_updatedAt` now, through
+    /// `invalidate`), then stores `then_insert` if given. Returns how many were invalidated.
+    pub async fn invalidate_operations(
+        &self,
+        invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
+        then_insert: Option<&Operation>,
+    ) -> Result<u64, StoreError> {
+        in_write!(self, |tx| {
+            let valid: Vec<String> =
+                sqlx::query_scalar("SELECT doc FROM import_operations WHERE valid")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for doc in &valid {
+                let op = invalidate(doc).map_err(StoreError::Corrupt)?;
+                sqlx::query(
+                    "UPDATE import_operations SET updated_at = $1, valid = $2, doc = $3 \
+                     WHERE id = $4",
+                )
+                .bind(op.updated_at_ms)
+                .bind(op.valid)
+                .bind(&op.doc)
+                .bind(&op.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(op) = then_insert {
+                write_operations!(tx, std::slice::from_ref(op));
+            }
+            valid.len() as u64
+        })
+    }
+
+    /// The stored documents of the `limit` operations with the newest `_updatedAt`, newest
+    /// first, ties first stored first (the index `import_operations_latest`).
+    pub async fn latest_operations(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT doc FROM import_operations ORDER BY updated_at DESC, seq ASC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    pub async fn count_operations(&self) -> Result<i64, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Inserts or replaces operations by `_id`, all or nothing. A replaced operation keeps its
+    /// place in the stored order. The ids must be distinct (callers check).
+    pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
+        in_write!(self, |tx| {
+            let before = count_rows!(tx, "import_operations");
+            for chunk in ops.chunks(super::CHUNK_ROWS) {
+                write_operations!(tx, chunk);
+            }
+            let after = count_rows!(tx, "import_operations");
+            LoadReport::counted(ops.len(), before, after)
+        })
+    }
+
+    pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
+        in_write!(self, |tx| {
+            sqlx::query("DELETE FROM import_operations WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0
+        })
+    }
+}

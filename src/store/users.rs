@@ -1,0 +1,255 @@
+//! Users, their e-mail addresses and roles.
+//!
+//! `users.emails` keeps the addresses as given (with their verified flags); `user_emails` holds
+//! each one lower-cased, the key that makes addresses unique and finds a user by one.
+
+use super::{
+    ConflictKind, Store, StoreError, decode_list, encode_list, in_write, unique_violation,
+    with_pool,
+};
+use crate::domain::time::now_ms;
+use crate::domain::user::{NewUser, User};
+
+/// How an e-mail address is compared: ignoring case.
+pub(super) fn email_key(address: &str) -> String {
+    address.to_lowercase()
+}
+
+/// A users row as `user_columns!()` selects it.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow {
+    id: String,
+    username: Option<String>,
+    name: Option<String>,
+    active: bool,
+    roles: String,
+    emails: String,
+}
+
+impl UserRow {
+    fn decode(self) -> Result<User, StoreError> {
+        Ok(User {
+            id: self.id,
+            username: self.username,
+            name: self.name,
+            active: self.active,
+            roles: decode_list(&self.roles)?,
+            emails: serde_json::from_str(&self.emails)
+                .map_err(|e| StoreError::Corrupt(format!("stored e-mails: {e}")))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LoginRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_bcrypt: Option<String>,
+}
+
+/// The columns `UserRow` reads, for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "id, username, name, active, roles, emails"
+    };
+}
+
+/// Creates the roles that do not exist yet, inside a write transaction.
+macro_rules! insert_roles {
+    ($tx:ident, $roles:expr) => {{
+        let roles: Vec<&str> = $roles;
+        for chunk in roles.chunks($crate::store::CHUNK_ROWS) {
+            let sql = $crate::store::insert_values(
+                "roles",
+                &["name"],
+                chunk.len(),
+                "ON CONFLICT DO NOTHING",
+            );
+            let mut query = sqlx::query(&sql);
+            for role in chunk {
+                query = query.bind(*role);
+            }
+            query.execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(super) use insert_roles;
+
+impl Store {
+    /// Stores a new user. A username or an e-mail address that another user holds, in any
+    /// case, is a `Conflict` (the database's unique indexes decide, so racing writers cannot
+    /// both win).
+    pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        let now = now_ms();
+        let emails = serde_json::to_string(&user.emails).expect("e-mails are always JSON");
+        in_write!(self, |tx| {
+            insert_roles!(tx, user.roles.iter().map(String::as_str).collect());
+            sqlx::query(
+                "INSERT INTO users (id, username, name, active, roles, emails, password_bcrypt, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.name)
+            .bind(user.active)
+            .bind(encode_list(&user.roles))
+            .bind(&emails)
+            .bind(&user.password_bcrypt)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                let message = format!("the username {:?} is already taken", user.username);
+                unique_violation(e, ConflictKind::Username, &user.username, message)
+            })?;
+            for email in &user.emails {
+                sqlx::query("INSERT INTO user_emails (address, user_id) VALUES ($1, $2)")
+                    .bind(email_key(&email.address))
+                    .bind(&user.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        let message =
+                            format!("the e-mail address {:?} is already taken", email.address);
+                        unique_violation(e, ConflictKind::Email, &email.address, message)
+                    })?;
+            }
+        })
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = $1"
+        );
+        let row: Option<UserRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(username)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(UserRow::decode).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        let row: Option<UserRow> = with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(UserRow::decode).transpose()
+    }
+
+    /// The user a login names (a username, or an e-mail address in any case) and its stored
+    /// password hash, if it has one. A username match wins over an e-mail match.
+    pub async fn user_for_login(
+        &self,
+        username_or_email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_bcrypt FROM users WHERE username = $1 \
+             OR id IN (SELECT user_id FROM user_emails WHERE address = $2) \
+             ORDER BY CASE WHEN username = $1 THEN 0 ELSE 1 END LIMIT 1"
+        );
+        let key = email_key(username_or_email);
+        let row: Option<LoginRow> = with_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(username_or_email)
+                .bind(&key)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|r| Ok((r.user.decode()?, r.password_bcrypt)))
+            .transpose()
+    }
+
+    /// Whether any user has this e-mail address (in any case).
+    pub async fn email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        let key = email_key(email);
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM user_emails WHERE address = $1)")
+                .bind(&key)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY username, id"
+        );
+        let rows: Vec<UserRow> =
+            with_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
+        rows.into_iter().map(UserRow::decode).collect()
+    }
+
+    /// Removes a user and its sessions; false when there was no such user.
+    pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
+        self.delete_user("DELETE FROM users WHERE username = $1", username)
+            .await
+    }
+
+    /// Removes a user by id and its sessions; false when there was no such user.
+    pub async fn remove_user_by_id(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_user("DELETE FROM users WHERE id = $1", id)
+            .await
+    }
+
+    async fn delete_user(&self, sql: &'static str, key: &str) -> Result<bool, StoreError> {
+        in_write!(self, |tx| {
+            sqlx::query(sql)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0
+        })
+    }
+
+    pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        let now = now_ms();
+        in_write!(self, |tx| {
+            sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE username = $3")
+                .bind(active)
+                .bind(now)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0
+        })
+    }
+
+    /// Replaces a user's roles, creating roles that do not exist yet.
+    pub async fn set_user_roles(
+        &self,
+        username: &str,
+        roles: &[String],
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        in_write!(self, |tx| {
+            insert_roles!(tx, roles.iter().map(String::as_str).collect());
+            sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3")
+                .bind(encode_list(roles))
+                .bind(now)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0
+        })
+    }
+
+    pub async fn list_roles(&self) -> Result<Vec<String>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT name FROM roles ORDER BY name")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}
