@@ -553,6 +553,20 @@ fn user_add_refuses_duplicates_and_bad_input() {
 }
 
 #[test]
+fn user_add_refuses_names_and_addresses_taken_in_another_case() {
+    let db = Db::new();
+    db.ok(&["user", "add", "alice", "--email", "alice@example.com"]);
+    let line = db.fails(&["user", "add", "ALICE"]);
+    assert_eq!(line, r#"error: the username "ALICE" is already taken"#);
+    let line = db.fails(&["user", "add", "bob", "--email", "Alice@Example.COM"]);
+    assert_eq!(
+        line,
+        r#"error: the e-mail address "Alice@Example.COM" is already taken"#
+    );
+    assert_eq!(db.usernames(), ["alice"]);
+}
+
+#[test]
 fn user_list_as_a_table_and_as_json() {
     let db = Db::new();
     assert_eq!(

@@ -42,6 +42,8 @@ on_both_backends!(
     repeated_failed_logins_block_the_user,
     the_endpoint_is_rate_limited_for_those_without_bypass,
     concurrent_writes_all_land,
+    users_create_racing_for_one_username_one_wins,
+    usernames_and_emails_are_unique_ignoring_case,
 );
 
 fn body_login(answer: &Answer) -> Login {
@@ -980,4 +982,88 @@ async fn concurrent_writes_all_land(db: TestDb) {
     }
     assert_eq!(count, 80);
     assert_eq!(app.store.count_operations().await.unwrap(), 80);
+}
+
+/// The database's unique indexes decide a race that the handler's early checks cannot see:
+/// exactly one of 30 concurrent creates of one username wins, the others get Rocket.Chat's
+/// `error-field-unavailable`, none a 5xx.
+async fn users_create_racing_for_one_username_one_wins(db: TestDb) {
+    let app = std::sync::Arc::new(app_without_limit(&db).await);
+    let admin = app.admin().await;
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let (app, admin) = (app.clone(), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"email": format!("racer{n}@example.com"), "name": "R",
+                "password": "p", "username": "racer"});
+            app.post("/api/v1/users.create", Some(&admin), &body).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.status {
+            StatusCode::OK => won += 1,
+            StatusCode::BAD_REQUEST => {
+                let v = answer.json();
+                assert_eq!(v["errorType"], "error-field-unavailable", "{}", answer.body);
+                assert_eq!(
+                    v["error"],
+                    "racer is already in use :( [error-field-unavailable]"
+                );
+            }
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    assert_eq!(won, 1);
+    let racers = app.store.list_users().await.unwrap();
+    assert_eq!(
+        racers
+            .iter()
+            .filter(|u| u.username.as_deref() == Some("racer"))
+            .count(),
+        1
+    );
+}
+
+async fn usernames_and_emails_are_unique_ignoring_case(db: TestDb) {
+    let app = app_without_limit(&db).await;
+    let admin = app.admin().await;
+    let create = |username: &str, email: &str| json!({"email": email, "name": "N", "password": "p", "username": username});
+    let first = app
+        .post(
+            "/api/v1/users.create",
+            Some(&admin),
+            &create("Casey", "Casey@Example.com"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    for (username, email, taken) in [
+        ("casey", "other@example.com", "casey"),
+        ("CASEY", "other@example.com", "CASEY"),
+        ("other", "casey@example.com", "casey@example.com"),
+        ("other", "CASEY@EXAMPLE.COM", "CASEY@EXAMPLE.COM"),
+    ] {
+        let answer = app
+            .post(
+                "/api/v1/users.create",
+                Some(&admin),
+                &create(username, email),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{username} {email}");
+        assert_eq!(
+            answer.json()["error"],
+            format!("{taken} is already in use :( [error-field-unavailable]")
+        );
+    }
+    // Login by e-mail finds the one user, whatever the case.
+    assert_eq!(app.store.list_users().await.unwrap().len(), 2);
+    let (user, _) = app
+        .store
+        .user_for_login("CASEY@example.COM")
+        .await
+        .unwrap()
+        .expect("found by e-mail");
+    assert_eq!(user.username.as_deref(), Some("Casey"));
 }

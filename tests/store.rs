@@ -7,7 +7,7 @@ use importops::Store;
 use importops::domain::auth::TokenKind;
 use importops::domain::operation::{Operation, parse_batch};
 use importops::domain::user::{Email, NewUser};
-use importops::store::{LoadReport, NewSession, Revoke, StoreError};
+use importops::store::{ConflictKind, LoadReport, NewSession, Revoke, StoreError};
 use sqlx::Connection;
 
 on_both_backends!(
@@ -15,6 +15,8 @@ on_both_backends!(
     reopening_keeps_an_administrators_changes,
     users_are_created_found_listed_and_removed,
     a_taken_username_is_a_conflict,
+    usernames_and_emails_conflict_ignoring_case,
+    every_write_is_counted,
     roles_given_to_users_are_created,
     sessions_are_found_by_user_and_hash_only,
     sessions_are_revoked_by_name_hash_or_all,
@@ -145,6 +147,82 @@ async fn a_taken_username_is_a_conflict(db: TestDb) {
         matches!(err, StoreError::Conflict(ref m) if m.contains("bob")),
         "{err:?}"
     );
+}
+
+async fn usernames_and_emails_conflict_ignoring_case(db: TestDb) {
+    let store = db.open().await;
+    store
+        .create_user(&new_user("Bob", &["user"]))
+        .await
+        .unwrap();
+    let err = store
+        .create_user(&new_user("BOB", &["user"]))
+        .await
+        .unwrap_err();
+    let StoreError::Conflict(conflict) = err else {
+        panic!("not a conflict: {err:?}");
+    };
+    assert_eq!(conflict.kind, ConflictKind::Username);
+    assert_eq!(conflict.value, "BOB");
+
+    let mut other = new_user("carol", &["user"]);
+    other.emails[0].address = "BOB@EXAMPLE.COM".into();
+    let err = store.create_user(&other).await.unwrap_err();
+    let StoreError::Conflict(conflict) = err else {
+        panic!("not a conflict: {err:?}");
+    };
+    assert_eq!(conflict.kind, ConflictKind::Email);
+    assert_eq!(conflict.value, "BOB@EXAMPLE.COM");
+    // Nothing of the refused users was written, e-mail rows included.
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    assert!(store.email_taken("bob@example.com").await.unwrap());
+    assert!(!store.email_taken("carol@example.com").await.unwrap());
+}
+
+/// Every write method bumps the count this process's cache follows, even one that fails.
+async fn every_write_is_counted(db: TestDb) {
+    let store = db.open().await;
+    let user = new_user("dora", &["user"]);
+    let mut last = store.local_writes();
+    let mut step = |name: &str, now: u64| {
+        assert!(now > last, "{name} was not counted");
+        last = now;
+    };
+    store.create_user(&user).await.unwrap();
+    step("create_user", store.local_writes());
+    store.create_user(&user).await.unwrap_err();
+    step("a failed create_user", store.local_writes());
+    store
+        .insert_session(&session(&user.id, "t", TokenKind::Login, None))
+        .await
+        .unwrap();
+    step("insert_session", store.local_writes());
+    store.revoke_sessions(&user.id, &Revoke::All).await.unwrap();
+    step("revoke_sessions", store.local_writes());
+    store.set_user_active("dora", false).await.unwrap();
+    step("set_user_active", store.local_writes());
+    store
+        .set_user_roles("dora", &["admin".into()])
+        .await
+        .unwrap();
+    step("set_user_roles", store.local_writes());
+    store
+        .set_permission_roles("view-import-operations", &["admin".into()])
+        .await
+        .unwrap();
+    step("set_permission_roles", store.local_writes());
+    store
+        .upsert_operations(&ops(vec![operation(
+            &meteor_id(1),
+            "2021-10-27T11:26:24.430Z",
+        )]))
+        .await
+        .unwrap();
+    step("upsert_operations", store.local_writes());
+    store.remove_operation(&meteor_id(1)).await.unwrap();
+    step("remove_operation", store.local_writes());
+    store.remove_user("dora").await.unwrap();
+    step("remove_user", store.local_writes());
 }
 
 async fn roles_given_to_users_are_created(db: TestDb) {

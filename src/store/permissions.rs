@@ -21,8 +21,6 @@ struct PermissionRow {
     updated_at: i64,
 }
 
-const SET_ROLES: &str = "UPDATE permissions SET roles = $1, updated_at = $2 WHERE id = $3";
-
 impl Store {
     /// Adds Rocket.Chat's default roles and permissions that are missing, keeping an
     /// administrator's changes to the others.
@@ -88,18 +86,8 @@ impl Store {
         id: &str,
         roles: &[String],
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        in_write!(self, |tx| {
-            insert_roles!(tx, roles.iter().map(String::as_str).collect());
-            sqlx::query(SET_ROLES)
-                .bind(encode_list(roles))
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0
-        })
+        let change = [(id.to_owned(), roles.to_vec())];
+        Ok(self.replace_permission_roles(&change).await? > 0)
     }
 
     /// Replaces the roles of several permissions in one transaction, creating missing roles.
@@ -108,17 +96,29 @@ impl Store {
         &self,
         changes: &[(String, Vec<String>)],
     ) -> Result<(), StoreError> {
+        self.replace_permission_roles(changes).await.map(drop)
+    }
+
+    /// Both of the above: how many permissions existed and were changed.
+    async fn replace_permission_roles(
+        &self,
+        changes: &[(String, Vec<String>)],
+    ) -> Result<u64, StoreError> {
         let now = now_ms();
         in_write!(self, |tx| {
+            let mut changed = 0;
             for (id, roles) in changes {
                 insert_roles!(tx, roles.iter().map(String::as_str).collect());
-                sqlx::query(SET_ROLES)
-                    .bind(encode_list(roles))
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                changed +=
+                    sqlx::query("UPDATE permissions SET roles = $1, updated_at = $2 WHERE id = $3")
+                        .bind(encode_list(roles))
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
             }
+            changed
         })
     }
 }
