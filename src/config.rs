@@ -1,5 +1,4 @@
-//! Server settings that change behaviour at request time. The command line (`cli`) fills
-//! them from flags and environment variables; tests build them directly.
+//! The API's settings: flags, environment variables and defaults in one struct.
 
 use clap::ValueEnum;
 
@@ -13,21 +12,39 @@ pub enum AuthErrorBody {
     Rocketchat,
 }
 
-#[derive(Debug, Clone)]
+/// Defaults, each written once: the flags' `default_value_t` and `Settings::default` use them.
+mod defaults {
+    pub const LOGIN_EXPIRATION_DAYS: u32 = 90;
+    pub const RATE_LIMIT_CALLS: u32 = 10;
+    pub const RATE_LIMIT_WINDOW_MS: u64 = 60_000;
+}
+
+/// Every setting of the API, with its flag, its environment variable and its default. `serve`
+/// reads them once at start-up (clap, flattened into its arguments); the parts that use them
+/// take what they need when the state is built (`http::AppState::new`). Tests build them
+/// directly.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
+    /// Which 401 body to send
+    #[arg(long, env = "IMPORTOPS_AUTH_ERROR_BODY", value_enum, default_value_t = AuthErrorBody::Documented)]
     pub auth_error_body: AuthErrorBody,
-    /// How long a login token lasts after it was issued (Rocket.Chat's
-    /// `Accounts_LoginExpiration`, 90 days by default).
+    /// Days a login token lasts after it was issued (Rocket.Chat's `Accounts_LoginExpiration`)
+    #[arg(long, env = "IMPORTOPS_LOGIN_EXPIRATION_DAYS", default_value_t = defaults::LOGIN_EXPIRATION_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub login_expiration_days: u32,
-    /// Rocket.Chat's API rate limiter: calls allowed per window per route, method and client
-    /// address; 0 turns it off.
+    /// Calls allowed per rate-limit window, per route, method and client address (0: off)
+    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_CALLS", default_value_t = defaults::RATE_LIMIT_CALLS)]
     pub rate_limit_calls: u32,
-    /// The window's length in milliseconds; 0 turns the limiter off.
+    /// Length of a rate-limit window in milliseconds (0: off)
+    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_WINDOW_MS", default_value_t = defaults::RATE_LIMIT_WINDOW_MS)]
     pub rate_limit_window_ms: u64,
-    /// Take the client address from the last `X-Forwarded-For` entry (the one the proxy in
-    /// front added) instead of the socket. Only behind a proxy that sets it.
+    /// Take the client address for rate limiting from the last X-Forwarded-For entry (the one
+    /// the proxy in front added) instead of the socket; only behind a proxy that sets it
+    #[arg(long, env = "IMPORTOPS_TRUST_PROXY")]
     pub trust_proxy: bool,
-    /// Serve `GET /metrics` on the API's address (off when metrics have their own).
+    /// Serve `GET /metrics` on the API's address; `serve` turns it off when
+    /// `--metrics-listen` gives metrics an address of their own.
+    #[arg(skip = true)]
     pub metrics_on_api: bool,
 }
 
@@ -49,11 +66,36 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             auth_error_body: AuthErrorBody::Documented,
-            login_expiration_days: 90,
-            rate_limit_calls: 10,
-            rate_limit_window_ms: 60_000,
+            login_expiration_days: defaults::LOGIN_EXPIRATION_DAYS,
+            rate_limit_calls: defaults::RATE_LIMIT_CALLS,
+            rate_limit_window_ms: defaults::RATE_LIMIT_WINDOW_MS,
             trust_proxy: false,
             metrics_on_api: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    /// The flags' defaults are `Settings::default()` (an environment variable would change
+    /// them, so none of ours may be set while this runs).
+    #[test]
+    fn the_flags_defaults_are_the_default_settings() {
+        if std::env::vars()
+            .any(|(k, _)| k.starts_with("IMPORTOPS_") && k != "IMPORTOPS_TEST_POSTGRES_URL")
+        {
+            return;
+        }
+        let parsed = Flags::parse_from(["importops"]).settings;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Settings::default()));
     }
 }

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,14 +26,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// The longest the server waits for requests in flight before it exits anyway.
 const DRAIN_LIMIT: Duration = Duration::from_secs(8);
 
-/// Serves until `shutdown` resolves: then stops accepting, answers what it has received, and
-/// returns within `SHUTDOWN_GRACE + DRAIN_LIMIT`.
+/// Serves the API until `shutdown` resolves (see `serve`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = router(state);
+    serve(listener, router(state), shutdown).await
+}
+
+/// Serves `app` until `shutdown` resolves: then stops accepting, answers what it has received,
+/// and returns within `SHUTDOWN_GRACE + DRAIN_LIMIT`. The API and the metrics listener both
+/// run here, with the same timeouts.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use super::{CliError, CliResult, open};
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
-use crate::config::{AuthErrorBody, Settings};
+use crate::config::Settings;
 use crate::domain::operation::parse_batch;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
@@ -27,22 +27,8 @@ pub struct ServeArgs {
     /// curl line with a fresh token
     #[arg(long)]
     demo: bool,
-    /// Which 401 body to send
-    #[arg(long, env = "IMPORTOPS_AUTH_ERROR_BODY", value_enum, default_value_t = AuthErrorBody::Documented)]
-    auth_error_body: AuthErrorBody,
-    /// Days a login token lasts after it was issued
-    #[arg(long, env = "IMPORTOPS_LOGIN_EXPIRATION_DAYS", default_value_t = 90,
-          value_parser = clap::value_parser!(u32).range(1..=36_500))]
-    login_expiration_days: u32,
-    /// Calls allowed per rate-limit window, per route, method and client address (0: off)
-    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_CALLS", default_value_t = 10)]
-    rate_limit_calls: u32,
-    /// Length of a rate-limit window in milliseconds (0: off)
-    #[arg(long, env = "IMPORTOPS_RATE_LIMIT_WINDOW_MS", default_value_t = 60_000)]
-    rate_limit_window_ms: u64,
-    /// Take the client address for rate limiting from the last X-Forwarded-For entry
-    #[arg(long, env = "IMPORTOPS_TRUST_PROXY")]
-    trust_proxy: bool,
+    #[command(flatten)]
+    settings: Settings,
     /// Serve /metrics on this address instead of the API's
     #[arg(long, env = "IMPORTOPS_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -90,29 +76,44 @@ pub async fn run(url: &str, args: ServeArgs) -> CliResult {
     }
 
     let settings = Settings {
-        auth_error_body: args.auth_error_body,
-        login_expiration_days: args.login_expiration_days,
-        rate_limit_calls: args.rate_limit_calls,
-        rate_limit_window_ms: args.rate_limit_window_ms,
-        trust_proxy: args.trust_proxy,
         metrics_on_api: args.metrics_listen.is_none(),
+        ..args.settings
     };
     let state = AppState::new(store, settings);
-    if let Some(metrics_addr) = args.metrics_listen {
-        let metrics_listener = TcpListener::bind(metrics_addr)
-            .await
-            .map_err(|e| CliError::Io(format!("cannot listen on {metrics_addr}: {e}")))?;
-        tracing::info!(addr = %metrics_addr, "metrics are served on their own address");
-        let app = crate::http::metrics_router(state.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(metrics_listener, app).await {
-                tracing::error!(%error, "the metrics listener stopped");
-            }
-        });
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        let _ = stop.send(());
+    });
+    let signalled = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.changed().await;
+        }
+    };
+    let metrics = match args.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| CliError::Io(format!("cannot listen on {metrics_addr}: {e}")))?;
+            tracing::info!(addr = %metrics_addr, "metrics are served on their own address");
+            let app = crate::http::metrics_router(state.clone());
+            Some(tokio::spawn(crate::server::serve(
+                metrics_listener,
+                app,
+                signalled(),
+            )))
+        }
+        None => None,
+    };
+    let served = crate::server::run(listener, state, signalled()).await;
+    if let Some(metrics) = metrics
+        && let Ok(Err(error)) = metrics.await
+    {
+        tracing::error!(%error, "the metrics listener stopped");
     }
-    crate::server::run(listener, state, crate::server::shutdown_signal())
-        .await
-        .map_err(|e| CliError::Io(format!("the server stopped: {e}")))
+    served.map_err(|e| CliError::Io(format!("the server stopped: {e}")))
 }
 
 /// Creates the admin named by the environment, as Rocket.Chat does with ADMIN_USERNAME and
