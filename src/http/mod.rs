@@ -105,12 +105,13 @@ pub fn router(state: AppState) -> Router {
     if state.settings.metrics_on_api {
         routes = routes.route("/metrics", get(observe::metrics));
     }
-    routes
-        .fallback(not_found)
-        // Rocket.Chat registers each route for its methods only: another method is not found.
-        .method_not_allowed_fallback(not_found)
-        .with_state(state)
-        .layer(observe::FrontlineLayer)
+    observe::front_line(
+        routes
+            .fallback(not_found)
+            // Rocket.Chat registers each route for its methods only: another method is not found.
+            .method_not_allowed_fallback(not_found)
+            .with_state(state),
+    )
 }
 
 /// `/metrics` alone, for a separate listen address.

@@ -1,22 +1,24 @@
-//! The front line every request passes through (`Frontline`), and what the server tells about
+//! The front line every request passes through (`front_line`), and what the server tells about
 //! its requests: a request id on every request and answer (taken from `X-Request-Id` when the
 //! client sent a sane one), the metrics of each answer, and `/metrics`.
 
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::task::futures::TaskLocalFuture;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::AppState;
 use super::error::internal_error_response;
@@ -70,58 +72,79 @@ pub fn set_rate_limit(count: Count) {
     let _ = CONTEXT.try_with(|c| c.rate_limit.set(Some(count)));
 }
 
-/// The layer every route is wrapped in: see `Frontline`.
+/// Wraps every route of `router` in the front line, one `ServiceBuilder` applied once (so
+/// the layers cost no boxed service or future each), outermost first: Rocket.Chat's
+/// `Cache-Control: no-store` / `Pragma: no-cache` on every answer; `Observe`; the JSON 500 for
+/// a handler that panicked. tower-http's request-id layers are not used: they keep a client's
+/// unusable id, and they would change the headers before the size limit counts what the client
+/// sent.
+pub fn front_line(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::PRAGMA,
+                HeaderValue::from_static("no-cache"),
+            ))
+            .layer(ObserveLayer)
+            .layer(CatchPanicLayer::custom(|_| internal_error_response())),
+    )
+}
+
+/// The layer of `Observe`.
 #[derive(Clone, Copy, Default)]
-pub struct FrontlineLayer;
+pub struct ObserveLayer;
 
-impl<S> Layer<S> for FrontlineLayer {
-    type Service = Frontline<S>;
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
 
-    fn layer(&self, inner: S) -> Frontline<S> {
-        Frontline { inner }
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
     }
 }
 
-/// The one middleware every request passes through (one layer, written out rather than
-/// composed, because each layer on the hot path costs a boxed service clone and a boxed future
-/// per request): the size limits (431, 413: counted on what the client sent), a sane
-/// `X-Request-Id` on the request and its answer, the rate limiter's headers, Rocket.Chat's
-/// `Cache-Control: no-store` / `Pragma: no-cache`, a JSON 500 for a handler that panicked, the
-/// metrics of the answer, and at debug level a span and a line per request.
+/// What no crate does for us, in this order: the size limits (431, 413: counted on what the
+/// client sent); a sane `X-Request-Id` on the request and its answer (the client's when it sent
+/// exactly one that `is_sane`, else a new one); the request's task-local context (its id for
+/// log lines, the rate limiter's count for the answer's headers); the metrics of the answer;
+/// and at debug level a span and a line per request (a span costs more than a cached answer:
+/// only when someone reads it).
 #[derive(Clone)]
-pub struct Frontline<S> {
+pub struct Observe<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for Frontline<S>
+impl<S, B> Service<Request> for Observe<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = FrontlineFuture<S::Future>;
+    type Future = ObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let start = Instant::now();
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = request.method().clone();
         let mut ids = request.headers().get_all(&REQUEST_ID).iter();
         let id = match (ids.next(), ids.next()) {
             (Some(id), None) if is_sane(id) => id.clone(),
             _ => new_request_id(),
         };
         let finish = Finish {
-            start,
-            route,
-            method,
+            start: Instant::now(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: request.method().clone(),
             id,
         };
         if let Err(refused) = super::limits::check(&request) {
-            return FrontlineFuture {
+            return ObserveFuture {
                 stage: Stage::Refused {
                     response: Some(refused.into_response()),
                 },
@@ -132,7 +155,6 @@ where
         request
             .headers_mut()
             .insert(REQUEST_ID.clone(), finish.id.clone());
-        // A span costs more than a cached answer: only when someone reads it.
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
             let request_id = finish.id.to_str().unwrap_or_default();
             let path = finish.route();
@@ -144,16 +166,10 @@ where
             id: finish.id.clone(),
             rate_limit: Cell::new(None),
         };
-        let stage = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-            Ok(future) => Stage::Running {
-                future: CONTEXT.scope(context, future),
+        ObserveFuture {
+            stage: Stage::Running {
+                future: CONTEXT.scope(context, self.inner.call(request)),
             },
-            Err(_) => Stage::Refused {
-                response: Some(internal_error_response()),
-            },
-        };
-        FrontlineFuture {
-            stage,
             span,
             finish,
         }
@@ -174,23 +190,10 @@ impl Finish {
             .as_ref()
             .map_or("<unmatched>", MatchedPath::as_str)
     }
-
-    fn apply(&self, response: &mut Response) {
-        let headers = response.headers_mut();
-        headers.insert(REQUEST_ID.clone(), self.id.clone());
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        telemetry::record_request(
-            self.route(),
-            self.method.as_str(),
-            response.status().as_u16(),
-            self.start.elapsed(),
-        );
-    }
 }
 
 pin_project_lite::pin_project! {
-    /// With the route, or refused before it (or the route panicked when called).
+    /// With the route, or refused before it.
     #[project = StageProj]
     enum Stage<F> {
         Running { #[pin] future: TaskLocalFuture<RequestContext, F> },
@@ -199,8 +202,8 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of `Frontline`: the route's, in the request's task-local context.
-    pub struct FrontlineFuture<F> {
+    /// The future of `Observe`: the route's, in the request's task-local context.
+    pub struct ObserveFuture<F> {
         #[pin]
         stage: Stage<F>,
         span: tracing::Span,
@@ -208,9 +211,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for FrontlineFuture<F>
+impl<F, B> Future for ObserveFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>>,
+    F: Future<Output = Result<axum::http::Response<B>, Infallible>>,
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Output = Result<Response, Infallible>;
 
@@ -220,23 +225,27 @@ where
             StageProj::Refused { response } => response.take().expect("polled after completion"),
             StageProj::Running { mut future } => {
                 let _entered = this.span.enter();
-                let polled =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
-                let mut response = match polled {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(response))) => response,
-                    // The panic itself was printed by the panic hook.
-                    Err(_) => internal_error_response(),
+                let Poll::Ready(Ok(response)) = future.as_mut().poll(cx) else {
+                    return Poll::Pending;
                 };
-                let count = future.take_value().and_then(|c| c.rate_limit.get());
-                if let Some(count) = count {
-                    rate_limit::write_headers(count, &mut response);
+                // The panic layer inside boxes the body in a type of its own.
+                let mut response = response.map(axum::body::Body::new);
+                if let Some(count) = future.take_value().and_then(|c| c.rate_limit.get()) {
+                    rate_limit::write_headers(count, response.headers_mut());
                 }
                 tracing::debug!(status = response.status().as_u16(), elapsed = ?this.finish.start.elapsed(), "answered");
                 response
             }
         };
-        this.finish.apply(&mut response);
+        response
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), this.finish.id.clone());
+        telemetry::record_request(
+            this.finish.route(),
+            this.finish.method.as_str(),
+            response.status().as_u16(),
+            this.finish.start.elapsed(),
+        );
         Poll::Ready(Ok(response))
     }
 }
@@ -275,17 +284,17 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use axum::response::Response;
     use http_body_util::BodyExt;
-    use tower::{Layer, ServiceExt, service_fn};
+    use tower::{ServiceExt, service_fn};
 
     use super::*;
 
-    async fn through_frontline<F, Fut>(handler: F, request: Request<Body>) -> Response
+    async fn through_front_line<F, Fut>(handler: F, request: Request<Body>) -> Response
     where
-        F: FnMut(Request<Body>) -> Fut + Clone + Send + 'static,
+        F: FnMut(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, Infallible>> + Send + 'static,
     {
-        FrontlineLayer
-            .layer(service_fn(handler))
+        let handler = service_fn(handler);
+        front_line(Router::new().fallback_service(handler))
             .oneshot(request)
             .await
             .unwrap()
@@ -298,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_that_panics_gets_the_json_500_with_the_usual_headers() {
-        let response = through_frontline(
+        let response = through_front_line(
             |_request: Request<Body>| async move {
                 if true {
                     panic!("a bug");
@@ -321,7 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_rate_limit_count_reaches_the_answer_and_the_id_the_handler() {
-        let response = through_frontline(
+        let response = through_front_line(
             |request: Request<Body>| async move {
                 let id = request.headers()["x-request-id"].clone();
                 assert_eq!(current_request_id(), id.to_str().unwrap());
@@ -354,7 +363,7 @@ mod tests {
         let b = new_request_id();
         assert_ne!(a, b);
         let response =
-            through_frontline(
+            through_front_line(
                 |_request: Request<Body>| async move {
                     Ok::<_, Infallible>(Response::new(Body::empty()))
                 },

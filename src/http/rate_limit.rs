@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
@@ -94,8 +93,7 @@ impl RateLimiter {
 }
 
 /// Puts the rate-limit headers of a counted call on its answer.
-pub fn write_headers(count: Count, response: &mut Response) {
-    let headers = response.headers_mut();
+pub fn write_headers(count: Count, headers: &mut axum::http::HeaderMap) {
     for (name, value) in [
         ("x-ratelimit-limit", i64::from(count.limit)),
         ("x-ratelimit-remaining", i64::from(count.remaining)),
