@@ -2,6 +2,8 @@
 //! progress, starting and clearing imports, the importers, and importops' own write route
 //! `import.operations.upsert`. All need `run-import`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,14 +11,15 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::auth::{Authorized, RunImport};
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::{ApiError, json_response};
+use super::guard::{Guarded, route};
 use super::openapi as api;
-use super::params::NoQueryParams;
-use super::rate_limit::RateLimit;
+use super::params::NoQuery;
+use crate::access::Caller;
 use crate::domain::ids::new_meteor_id;
 use crate::domain::operation::{IMPORTERS, Operation, STATUSES, import_state, revise};
+use crate::domain::permission::RUN_IMPORT;
 use crate::domain::time::{format_iso_ms, now_ms};
 
 /// The current operation's document, parsed.
@@ -31,6 +34,17 @@ async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiErro
         )),
     }
 }
+
+route!(
+    /// The checks of `getCurrentImportOperation`.
+    GetCurrent {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The current import operation
 ///
@@ -52,10 +66,8 @@ async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiErro
     ),
 )]
 pub async fn get_current(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<GetCurrent>,
 ) -> Result<Response, ApiError> {
     let body = match state.store.current_operation().await? {
         Some(doc) => format!(r#"{{"operation":{doc},"success":true}}"#),
@@ -63,6 +75,17 @@ pub async fn get_current(
     };
     Ok(json_response(StatusCode::OK, body))
 }
+
+route!(
+    /// The checks of `import.status`.
+    Status {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The state of the current import
 ///
@@ -84,10 +107,8 @@ pub async fn get_current(
     ),
 )]
 pub async fn status(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<Status>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(match current(&state).await? {
         None => json!({"state": "none", "success": true}),
@@ -105,6 +126,17 @@ fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
     changes.insert("valid".into(), Value::Bool(false));
     revise(doc, changes, now).map_err(|e| e.0)
 }
+
+route!(
+    /// The checks of `import.new`.
+    New {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Start a new import
 ///
@@ -124,9 +156,8 @@ fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
     ),
 )]
 pub async fn new(
-    Authorized(caller, _): Authorized<RunImport>,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    Guarded { caller, .. }: Guarded<New>,
 ) -> Result<Json<Value>, ApiError> {
     let invalidated_at = now_ms();
     // The new operation is strictly newer than those it replaces, so it is listed first.
@@ -147,6 +178,17 @@ pub async fn new(
     Ok(Json(json!({"operation": operation, "success": true})))
 }
 
+route!(
+    /// The checks of `import.clear`.
+    Clear {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
+
 /// Clear the current import
 ///
 /// Invalidates every valid operation (`valid: false`, `_updatedAt` now). Needs `run-import`.
@@ -164,9 +206,8 @@ pub async fn new(
     ),
 )]
 pub async fn clear(
-    _caller: Authorized<RunImport>,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<Clear>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     state
@@ -175,6 +216,17 @@ pub async fn clear(
         .await?;
     Ok(Json(json!({"success": true})))
 }
+
+route!(
+    /// The checks of `importers.list`.
+    Importers {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The importers
 ///
@@ -195,17 +247,24 @@ pub async fn clear(
         (status = 429, response = api::RateLimited),
     ),
 )]
-pub async fn importers(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
-) -> Json<Value> {
+pub async fn importers(_: Guarded<Importers>) -> Json<Value> {
     let list: Vec<Value> = IMPORTERS
         .iter()
         .map(|(key, name)| json!({"key": key, "name": name}))
         .collect();
     Json(Value::Array(list))
 }
+
+route!(
+    /// The checks of `getImportProgress`.
+    Progress {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The current import's progress
 ///
@@ -227,10 +286,8 @@ pub async fn importers(
     ),
 )]
 pub async fn progress(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<Progress>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(op) = current(&state).await? else {
         return Err(ApiError::meteor(
@@ -294,6 +351,17 @@ impl FromJson for UpsertBody {
     }
 }
 
+route!(
+    /// The checks of `import.operations.upsert`.
+    Upsert {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: JsonBody<UpsertBody>,
+        rate_limited: true,
+    }
+);
+
 /// Create or change an operation (an importops extension)
 ///
 /// Not part of Rocket.Chat's API: lets an import pipeline that is not Rocket.Chat report its
@@ -316,9 +384,12 @@ impl FromJson for UpsertBody {
     ),
 )]
 pub async fn upsert(
-    Authorized(caller, _): Authorized<RunImport>,
     State(state): State<AppState>,
-    JsonBody(UpsertBody(mut fields)): JsonBody<UpsertBody>,
+    Guarded {
+        caller,
+        body: JsonBody(UpsertBody(mut fields)),
+        ..
+    }: Guarded<Upsert>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     let existing = match fields.get("_id").and_then(Value::as_str) {

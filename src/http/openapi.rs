@@ -1,5 +1,6 @@
 //! The API's OpenAPI 3.1 document, generated with utoipa from the `#[utoipa::path]` attributes
-//! on the handlers and the schemas below, served at `GET /api/v1/openapi.json`; and
+//! of the router's routes (`http::routes`) and the schemas below, served at
+//! `GET /api/v1/openapi.json`; and
 //! `GET /api/v1/docs`, one self-contained page that renders it.
 //!
 //! Answers every route shares are added here once, by [`CommonAnswers`], rather than repeated
@@ -53,30 +54,6 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
 `GET` route also answers `HEAD`, without a body.",
         license(name = "MIT")
     ),
-    paths(
-        super::operations::get_latest_import_operations,
-        super::users::login,
-        super::users::logout,
-        super::users::me,
-        super::users::users_create,
-        super::users::users_delete,
-        super::permissions::list_all,
-        super::permissions::update,
-        super::imports::get_current,
-        super::imports::status,
-        super::imports::new,
-        super::imports::clear,
-        super::imports::importers,
-        super::imports::progress,
-        super::imports::upsert,
-        super::health::info,
-        super::health::livez,
-        super::health::readyz,
-        super::observe::metrics,
-        super::dashboard::page,
-        document,
-        page,
-    ),
     components(
         schemas(
             Operation,
@@ -126,7 +103,6 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
             DatabaseUnavailable,
         )
     ),
-    modifiers(&CommonAnswers),
     tags(
         (name = "imports", description = "Import operations: Rocket.Chat's routes and importops' write route"),
         (name = "sessions", description = "Logging in and out, and who is logged in"),
@@ -137,13 +113,11 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
 )]
 pub struct ApiDoc;
 
-/// The document as the server describes itself: `/metrics` is listed only when it is served on
-/// the API's address.
+/// The document as the server describes itself: the paths of the router's routes (`/metrics`
+/// only when it is served on the API's address), with the answers they share.
 pub fn document_for(metrics_on_api: bool) -> Document {
-    let mut doc = ApiDoc::openapi();
-    if !metrics_on_api {
-        doc.paths.paths.shift_remove("/metrics");
-    }
+    let mut doc = super::routes(metrics_on_api).into_openapi();
+    CommonAnswers.modify(&mut doc);
     doc
 }
 

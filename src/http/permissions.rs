@@ -1,22 +1,36 @@
 //! `permissions.listAll` and `permissions.update`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{AccessPermissions, Authenticated, Authorized};
 use super::body::{Fields, FromJson, JsonBody, strings};
 use super::error::ApiError;
+use super::guard::{Guarded, route};
 use super::openapi as api;
 use super::params::UpdatedSince;
-use super::rate_limit::RateLimit;
+use crate::access::Caller;
+use crate::domain::permission::ACCESS_PERMISSIONS;
 use crate::domain::time::format_iso_ms;
 use crate::store::Permission;
 
 fn permission_json(p: &Permission) -> Value {
     json!({"_id": p.id, "roles": p.roles, "_updatedAt": format_iso_ms(p.updated_at_ms)})
 }
+
+route!(
+    /// The checks of `permissions.listAll`.
+    ListAll {
+        caller: Arc<Caller>,
+        permission: None,
+        query: UpdatedSince,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// List the permissions
 ///
@@ -42,10 +56,11 @@ fn permission_json(p: &Permission) -> Value {
     ),
 )]
 pub async fn list_all(
-    _caller: Authenticated,
-    UpdatedSince(since): UpdatedSince,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    Guarded {
+        query: UpdatedSince(since),
+        ..
+    }: Guarded<ListAll>,
 ) -> Result<Json<Value>, ApiError> {
     let update: Vec<Value> = state
         .store
@@ -97,6 +112,17 @@ impl FromJson for UpdateBody {
     }
 }
 
+route!(
+    /// The checks of `permissions.update`.
+    Update {
+        caller: Arc<Caller>,
+        permission: Some(ACCESS_PERMISSIONS),
+        query: (),
+        body: JsonBody<UpdateBody>,
+        rate_limited: true,
+    }
+);
+
 /// Change which roles hold permissions
 ///
 /// Needs `access-permissions`. Sets the roles of each permission given; all or nothing.
@@ -118,9 +144,11 @@ impl FromJson for UpdateBody {
     ),
 )]
 pub async fn update(
-    _caller: Authorized<AccessPermissions>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<UpdateBody>,
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<Update>,
 ) -> Result<Json<Value>, ApiError> {
     let existing = state.store.list_permissions().await?;
     if body

@@ -1,18 +1,23 @@
 //! Sessions and users: `login`, `logout`, `me`, `users.create`, `users.delete`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Authenticated, Authorized, CreateUser, DeleteUser, auth_token};
+use super::auth::auth_token;
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
+use super::guard::{Guarded, route};
 use super::openapi as api;
-use super::params::NoQueryParams;
-use super::rate_limit::{ClientAddress, RateLimit};
+use super::params::NoQuery;
+use super::rate_limit::ClientAddress;
+use crate::access::Caller;
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::domain::permission::{CREATE_USER, DELETE_USER};
 use crate::domain::secrets::{
     hash_token, unmatchable_hash, verify_password, verify_password_digest,
 };
@@ -79,6 +84,17 @@ impl FromJson for LoginBody {
     }
 }
 
+route!(
+    /// The checks of `login`.
+    Login {
+        caller: (),
+        permission: None,
+        query: (),
+        body: JsonBody<LoginBody>,
+        rate_limited: true,
+    }
+);
+
 /// Log in with a password
 ///
 /// Checks the password and answers a new login token. 10 failed logins for one user, or 50
@@ -104,7 +120,10 @@ impl FromJson for LoginBody {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
-    JsonBody(body): JsonBody<LoginBody>,
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<Login>,
 ) -> Result<Json<Value>, ApiError> {
     state.login_guard.check(&body.login, client, now_ms())?;
     let found = state.store.user_for_login(&body.login).await?;
@@ -135,6 +154,17 @@ pub async fn login(
     })))
 }
 
+route!(
+    /// The checks of `logout`.
+    Logout {
+        caller: Arc<Caller>,
+        permission: None,
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
+
 /// Log out
 ///
 /// Revokes the token the request was made with; the user's other tokens keep working.
@@ -150,10 +180,9 @@ pub async fn login(
     ),
 )]
 pub async fn logout(
-    Authenticated(caller): Authenticated,
-    _limit: RateLimit,
     State(state): State<AppState>,
     headers: HeaderMap,
+    Guarded { caller, .. }: Guarded<Logout>,
 ) -> Result<Json<Value>, ApiError> {
     let token = auth_token(&headers)
         .ok_or_else(|| ApiError::Internal("no token after authentication".into()))?;
@@ -167,6 +196,17 @@ pub async fn logout(
         "success": true,
     })))
 }
+
+route!(
+    /// The checks of `me`.
+    Me {
+        caller: Arc<Caller>,
+        permission: None,
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Who is logged in
 ///
@@ -185,10 +225,8 @@ pub async fn logout(
     ),
 )]
 pub async fn me(
-    Authenticated(caller): Authenticated,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    Guarded { caller, .. }: Guarded<Me>,
 ) -> Result<Json<Value>, ApiError> {
     let user = state
         .store
@@ -224,6 +262,17 @@ impl FromJson for CreateUserBody {
     }
 }
 
+route!(
+    /// The checks of `users.create`.
+    UsersCreate {
+        caller: Arc<Caller>,
+        permission: Some(CREATE_USER),
+        query: (),
+        body: JsonBody<CreateUserBody>,
+        rate_limited: true,
+    }
+);
+
 /// Create a user
 ///
 /// Needs `create-user`. `roles` default to `["user"]`, `active` to `true`; the password is
@@ -246,9 +295,11 @@ impl FromJson for CreateUserBody {
     ),
 )]
 pub async fn users_create(
-    _caller: Authorized<CreateUser>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<CreateUserBody>,
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<UsersCreate>,
 ) -> Result<Json<Value>, ApiError> {
     let account = body.account;
     if state
@@ -301,6 +352,17 @@ impl FromJson for DeleteUserBody {
     }
 }
 
+route!(
+    /// The checks of `users.delete`.
+    UsersDelete {
+        caller: Arc<Caller>,
+        permission: Some(DELETE_USER),
+        query: (),
+        body: JsonBody<DeleteUserBody>,
+        rate_limited: true,
+    }
+);
+
 /// Delete a user
 ///
 /// Needs `delete-user`. Removes the user and all its tokens.
@@ -321,9 +383,11 @@ impl FromJson for DeleteUserBody {
     ),
 )]
 pub async fn users_delete(
-    _caller: Authorized<DeleteUser>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<DeleteUserBody>,
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<UsersDelete>,
 ) -> Result<Json<Value>, ApiError> {
     let user = match (&body.user_id, &body.username) {
         (Some(id), _) => state.store.user_by_id(id).await?,
