@@ -14,7 +14,7 @@ use super::AppState;
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::{ApiError, json_response};
 use super::guard::{Guarded, route};
-use super::openapi as api;
+use super::openapi::{self as api, True};
 use super::params::NoQuery;
 use crate::access::Caller;
 use crate::domain::ids::new_meteor_id;
@@ -109,14 +109,20 @@ route!(
 pub async fn status(
     State(state): State<AppState>,
     _: Guarded<Status>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(match current(&state).await? {
-        None => json!({"state": "none", "success": true}),
+) -> Result<Json<api::ImportStatus>, ApiError> {
+    let operation = current(&state).await?;
+    let state = match &operation {
+        None => "none",
         Some(op) => {
             let status = op.get("status").and_then(Value::as_str).unwrap_or_default();
             let valid = op.get("valid").and_then(Value::as_bool).unwrap_or(false);
-            json!({"state": import_state(status, valid), "operation": op, "success": true})
+            import_state(status, valid)
         }
+    };
+    Ok(Json(api::ImportStatus {
+        state,
+        operation,
+        success: True,
     }))
 }
 
@@ -158,7 +164,7 @@ route!(
 pub async fn new(
     State(state): State<AppState>,
     Guarded { caller, .. }: Guarded<New>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::OperationResponse>, ApiError> {
     let invalidated_at = now_ms();
     // The new operation is strictly newer than those it replaces, so it is listed first.
     let now = invalidated_at + 1;
@@ -175,7 +181,10 @@ pub async fn new(
         .await?;
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({"operation": operation, "success": true})))
+    Ok(Json(api::OperationResponse {
+        operation,
+        success: True,
+    }))
 }
 
 route!(
@@ -208,13 +217,13 @@ route!(
 pub async fn clear(
     State(state): State<AppState>,
     _: Guarded<Clear>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Success>, ApiError> {
     let now = now_ms();
     state
         .store
         .invalidate_operations(&|doc| invalidate(doc, now), None)
         .await?;
-    Ok(Json(json!({"success": true})))
+    Ok(Json(api::Success::default()))
 }
 
 route!(
@@ -247,12 +256,13 @@ route!(
         (status = 429, response = api::RateLimited),
     ),
 )]
-pub async fn importers(_: Guarded<Importers>) -> Json<Value> {
-    let list: Vec<Value> = IMPORTERS
-        .iter()
-        .map(|(key, name)| json!({"key": key, "name": name}))
-        .collect();
-    Json(Value::Array(list))
+pub async fn importers(_: Guarded<Importers>) -> Json<Vec<api::Importer>> {
+    Json(
+        IMPORTERS
+            .iter()
+            .map(|&(key, name)| api::Importer { key, name })
+            .collect(),
+    )
 }
 
 route!(
@@ -288,7 +298,7 @@ route!(
 pub async fn progress(
     State(state): State<AppState>,
     _: Guarded<Progress>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::ImportProgress>, ApiError> {
     let Some(op) = current(&state).await? else {
         return Err(ApiError::meteor(
             "error-operation-not-found",
@@ -311,13 +321,17 @@ pub async fn progress(
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
-    Ok(Json(json!({
-        "key": key,
-        "name": name,
-        "step": op.get("status").cloned().unwrap_or(Value::Null),
-        "count": {"completed": count("completed"), "total": count("total"), "error": count("error")},
-        "success": true,
-    })))
+    Ok(Json(api::ImportProgress {
+        key: key.to_owned(),
+        name,
+        step: op.get("status").cloned().unwrap_or(Value::Null),
+        count: api::Counts {
+            completed: count("completed"),
+            total: count("total"),
+            error: count("error"),
+        },
+        success: True,
+    }))
 }
 
 /// The body of `import.operations.upsert`: the operation's fields, with `_id` to update one.
@@ -390,7 +404,7 @@ pub async fn upsert(
         body: JsonBody(UpsertBody(mut fields)),
         ..
     }: Guarded<Upsert>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::OperationResponse>, ApiError> {
     let now = now_ms();
     let existing = match fields.get("_id").and_then(Value::as_str) {
         Some(id) => state.store.operation_by_id(id).await?,
@@ -418,5 +432,8 @@ pub async fn upsert(
         .await?;
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({"operation": operation, "success": true})))
+    Ok(Json(api::OperationResponse {
+        operation,
+        success: True,
+    }))
 }

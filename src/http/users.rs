@@ -5,14 +5,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::auth::auth_token;
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
 use super::guard::{Guarded, route};
-use super::openapi as api;
+use super::openapi::{self as api, True};
 use super::params::NoQuery;
 use super::rate_limit::ClientAddress;
 use crate::access::Caller;
@@ -22,7 +22,6 @@ use crate::domain::secrets::{
     hash_token, unmatchable_hash, verify_password, verify_password_digest,
 };
 use crate::domain::time::now_ms;
-use crate::domain::user::User;
 use crate::store::Revoke;
 
 /// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
@@ -124,7 +123,7 @@ pub async fn login(
         body: JsonBody(body),
         ..
     }: Guarded<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::LoginResponse>, ApiError> {
     state.login_guard.check(&body.login, client, now_ms())?;
     let found = state.store.user_for_login(&body.login).await?;
     let (user, stored) = match found {
@@ -147,11 +146,15 @@ pub async fn login(
     };
     state.login_guard.succeeded(&body.login);
     let token = issue_token(&state.store, &user.id, TokenLifetime::Default).await?;
-    Ok(Json(json!({
-        "status": "success",
-        "data": {"userId": user.id, "authToken": token, "me": user},
-        "success": true,
-    })))
+    Ok(Json(api::LoginResponse {
+        status: api::SuccessStatus,
+        data: api::LoginData {
+            user_id: user.id.clone(),
+            auth_token: token,
+            me: user,
+        },
+        success: True,
+    }))
 }
 
 route!(
@@ -183,18 +186,18 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Guarded { caller, .. }: Guarded<Logout>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::LogoutResponse>, ApiError> {
     let token = auth_token(&headers)
         .ok_or_else(|| ApiError::Internal("no token after authentication".into()))?;
     state
         .store
         .revoke_sessions(&caller.user_id, &Revoke::Hash(hash_token(token)))
         .await?;
-    Ok(Json(json!({
-        "status": "success",
-        "data": {"message": "You've been logged out!"},
-        "success": true,
-    })))
+    Ok(Json(api::LogoutResponse {
+        status: api::SuccessStatus,
+        data: api::LogoutData::default(),
+        success: True,
+    }))
 }
 
 route!(
@@ -227,13 +230,16 @@ route!(
 pub async fn me(
     State(state): State<AppState>,
     Guarded { caller, .. }: Guarded<Me>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Me>, ApiError> {
     let user = state
         .store
         .user_by_id(&caller.user_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the caller's user is gone".into()))?;
-    Ok(Json(with_success(user_json(&user))))
+    Ok(Json(api::Me {
+        user,
+        success: True,
+    }))
 }
 
 /// `POST /api/v1/users.create`.
@@ -300,7 +306,7 @@ pub async fn users_create(
         body: JsonBody(body),
         ..
     }: Guarded<UsersCreate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::UserResponse>, ApiError> {
     let account = body.account;
     if state
         .store
@@ -331,7 +337,10 @@ pub async fn users_create(
             AccountError::Invalid(message) => ApiError::invalid_params(message),
             AccountError::Store(e) => e.into(),
         })?;
-    Ok(Json(json!({"user": user_json(&user), "success": true})))
+    Ok(Json(api::UserResponse {
+        user,
+        success: True,
+    }))
 }
 
 /// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
@@ -388,7 +397,7 @@ pub async fn users_delete(
         body: JsonBody(body),
         ..
     }: Guarded<UsersDelete>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Success>, ApiError> {
     let user = match (&body.user_id, &body.username) {
         (Some(id), _) => state.store.user_by_id(id).await?,
         (None, Some(name)) => state.store.user_by_username(name).await?,
@@ -404,17 +413,5 @@ pub async fn users_delete(
             "The required \"userId\" or \"username\" param provided does not match any user",
         ));
     }
-    Ok(Json(json!({"success": true})))
-}
-
-fn user_json(user: &User) -> Value {
-    serde_json::to_value(user).expect("a user is always JSON")
-}
-
-/// An object with `"success": true` appended, as Rocket.Chat's success answers are.
-pub fn with_success(mut value: Value) -> Value {
-    if let Value::Object(map) = &mut value {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    value
+    Ok(Json(api::Success::default()))
 }
