@@ -24,7 +24,6 @@ mod users;
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -128,10 +127,10 @@ pub fn router(state: AppState) -> Router {
 
 /// `/metrics` alone, for a separate listen address.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(observe::metrics))
-        .fallback(not_found)
-        .with_state(state)
+    let (routes, _) = OpenApiRouter::default()
+        .routes(routes!(observe::metrics))
+        .split_for_parts();
+    routes.fallback(not_found).with_state(state)
 }
 
 async fn not_found() -> ApiError {
