@@ -1,33 +1,44 @@
-//! JSON request bodies: checked like Rocket.Chat's schema validation (400
-//! `error-invalid-params` with its messages), then counted by the rate limiter, which Rocket.Chat
-//! applies after validation.
+//! Request bodies: JSON checked like Rocket.Chat's schema validation (400
+//! `error-invalid-params` with its messages). Read after the query string and before the rate
+//! limit, which Rocket.Chat applies after validation (`guard::check`).
 
-use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use std::future::Future;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
-use super::AppState;
 use super::error::ApiError;
-use super::rate_limit;
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A route's request body.
+pub trait FromBody: Sized + Send {
+    fn from_body(
+        headers: &HeaderMap,
+        body: Body,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send;
+}
+
+/// The body is not read.
+impl FromBody for () {
+    async fn from_body(_: &HeaderMap, _: Body) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
 
 /// A body type read from JSON, with messages in the words of Rocket.Chat's validator.
 pub trait FromJson: Sized {
     fn from_json(value: Value) -> Result<Self, String>;
 }
 
-/// A validated JSON body of type `T`; the rate limit is counted once it is valid.
+/// A validated JSON body of type `T`.
 pub struct JsonBody<T>(pub T);
 
-impl<T: FromJson + Send> FromRequest<AppState> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (parts, body) = request.into_parts();
-        let is_json = parts
-            .headers
+impl<T: FromJson + Send> FromBody for JsonBody<T> {
+    async fn from_body(headers: &HeaderMap, body: Body) -> Result<Self, ApiError> {
+        let is_json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
@@ -45,9 +56,9 @@ impl<T: FromJson + Send> FromRequest<AppState> for JsonBody<T> {
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::invalid_params(format!("the request body is not valid JSON ({e})"))
         })?;
-        let parsed = T::from_json(value).map_err(ApiError::invalid_params)?;
-        rate_limit::enforce(&parts, state).await?;
-        Ok(JsonBody(parsed))
+        T::from_json(value)
+            .map(JsonBody)
+            .map_err(ApiError::invalid_params)
     }
 }
 
@@ -112,11 +123,4 @@ pub fn strings(value: Value) -> Result<Vec<String>, String> {
             _ => Err(format!("/{i} must be string")),
         })
         .collect()
-}
-
-/// For routes whose body is ignored.
-impl FromJson for Value {
-    fn from_json(value: Value) -> Result<Self, String> {
-        Ok(value)
-    }
 }

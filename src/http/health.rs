@@ -1,13 +1,11 @@
 //! Routes without authentication: liveness, readiness and the version.
 
+use super::AppState;
+use super::openapi::{Health, Info, True, Unready};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-use super::AppState;
-use super::openapi as api;
 
 /// Liveness
 ///
@@ -17,10 +15,10 @@ use super::openapi as api;
     path = "/livez",
     operation_id = "livez",
     tag = "server",
-    responses((status = 200, description = "Up", body = api::Health)),
+    responses((status = 200, description = "Up", body = Health)),
 )]
 pub async fn livez() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(Health::default()).into_response()
 }
 
 /// Readiness
@@ -32,15 +30,15 @@ pub async fn livez() -> Response {
     operation_id = "readyz",
     tag = "server",
     responses(
-        (status = 200, description = "Ready", body = api::Health),
-        (status = 503, description = "The database cannot be reached", body = api::Unready),
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database cannot be reached", body = Unready),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     // Probes time out quickly (a second by default): answer 503 before they give up.
     let checked = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     match checked {
-        Ok(Ok(())) => Json(json!({"status": "ok"})).into_response(),
+        Ok(Ok(())) => Json(Health::default()).into_response(),
         Ok(Err(error)) => unready(&error.to_string()),
         Err(_) => unready("no answer within the readiness timeout"),
     }
@@ -52,8 +50,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800)
 fn unready(reason: &str) -> Response {
     let request_id = super::observe::current_request_id();
     tracing::warn!(reason, request_id, "readiness check failed");
-    let body = json!({"status": "unavailable", "checks": {"database": "unavailable"}});
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, Json(Unready::default())).into_response()
 }
 
 /// The server's version
@@ -64,8 +61,12 @@ fn unready(reason: &str) -> Response {
     path = "/api/info",
     operation_id = "info",
     tag = "server",
-    responses((status = 200, description = "The version", body = api::Info)),
+    responses((status = 200, description = "The version", body = Info)),
 )]
 pub async fn info() -> Response {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "success": true})).into_response()
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
+        success: True,
+    })
+    .into_response()
 }

@@ -2,6 +2,8 @@
 //! progress, starting and clearing imports, the importers, and importops' own write route
 //! `import.operations.upsert`. All need `run-import`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,14 +11,15 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::auth::{Authorized, RunImport};
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::{ApiError, json_response};
-use super::openapi as api;
-use super::params::NoQueryParams;
-use super::rate_limit::RateLimit;
+use super::guard::{Guarded, route};
+use super::openapi::{self as api, True};
+use super::params::NoQuery;
+use crate::access::Caller;
 use crate::domain::ids::new_meteor_id;
 use crate::domain::operation::{IMPORTERS, Operation, STATUSES, import_state, revise};
+use crate::domain::permission::RUN_IMPORT;
 use crate::domain::time::{format_iso_ms, now_ms};
 
 /// The current operation's document, parsed.
@@ -31,6 +34,17 @@ async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiErro
         )),
     }
 }
+
+route!(
+    /// The checks of `getCurrentImportOperation`.
+    GetCurrent {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The current import operation
 ///
@@ -52,10 +66,8 @@ async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiErro
     ),
 )]
 pub async fn get_current(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<GetCurrent>,
 ) -> Result<Response, ApiError> {
     let body = match state.store.current_operation().await? {
         Some(doc) => format!(r#"{{"operation":{doc},"success":true}}"#),
@@ -63,6 +75,17 @@ pub async fn get_current(
     };
     Ok(json_response(StatusCode::OK, body))
 }
+
+route!(
+    /// The checks of `import.status`.
+    Status {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The state of the current import
 ///
@@ -84,18 +107,22 @@ pub async fn get_current(
     ),
 )]
 pub async fn status(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(match current(&state).await? {
-        None => json!({"state": "none", "success": true}),
+    _: Guarded<Status>,
+) -> Result<Json<api::ImportStatus>, ApiError> {
+    let operation = current(&state).await?;
+    let state = match &operation {
+        None => "none",
         Some(op) => {
             let status = op.get("status").and_then(Value::as_str).unwrap_or_default();
             let valid = op.get("valid").and_then(Value::as_bool).unwrap_or(false);
-            json!({"state": import_state(status, valid), "operation": op, "success": true})
+            import_state(status, valid)
         }
+    };
+    Ok(Json(api::ImportStatus {
+        state,
+        operation,
+        success: True,
     }))
 }
 
@@ -105,6 +132,17 @@ fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
     changes.insert("valid".into(), Value::Bool(false));
     revise(doc, changes, now).map_err(|e| e.0)
 }
+
+route!(
+    /// The checks of `import.new`.
+    New {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Start a new import
 ///
@@ -124,10 +162,9 @@ fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
     ),
 )]
 pub async fn new(
-    Authorized(caller, _): Authorized<RunImport>,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded { caller, .. }: Guarded<New>,
+) -> Result<Json<api::OperationResponse>, ApiError> {
     let invalidated_at = now_ms();
     // The new operation is strictly newer than those it replaces, so it is listed first.
     let now = invalidated_at + 1;
@@ -144,8 +181,22 @@ pub async fn new(
         .await?;
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({"operation": operation, "success": true})))
+    Ok(Json(api::OperationResponse {
+        operation,
+        success: True,
+    }))
 }
+
+route!(
+    /// The checks of `import.clear`.
+    Clear {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Clear the current import
 ///
@@ -164,17 +215,27 @@ pub async fn new(
     ),
 )]
 pub async fn clear(
-    _caller: Authorized<RunImport>,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+    _: Guarded<Clear>,
+) -> Result<Json<api::Success>, ApiError> {
     let now = now_ms();
     state
         .store
         .invalidate_operations(&|doc| invalidate(doc, now), None)
         .await?;
-    Ok(Json(json!({"success": true})))
+    Ok(Json(api::Success::default()))
 }
+
+route!(
+    /// The checks of `importers.list`.
+    Importers {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The importers
 ///
@@ -195,17 +256,25 @@ pub async fn clear(
         (status = 429, response = api::RateLimited),
     ),
 )]
-pub async fn importers(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
-) -> Json<Value> {
-    let list: Vec<Value> = IMPORTERS
-        .iter()
-        .map(|(key, name)| json!({"key": key, "name": name}))
-        .collect();
-    Json(Value::Array(list))
+pub async fn importers(_: Guarded<Importers>) -> Json<Vec<api::Importer>> {
+    Json(
+        IMPORTERS
+            .iter()
+            .map(|&(key, name)| api::Importer { key, name })
+            .collect(),
+    )
 }
+
+route!(
+    /// The checks of `getImportProgress`.
+    Progress {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The current import's progress
 ///
@@ -227,11 +296,9 @@ pub async fn importers(
     ),
 )]
 pub async fn progress(
-    _caller: Authorized<RunImport>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+    _: Guarded<Progress>,
+) -> Result<Json<api::ImportProgress>, ApiError> {
     let Some(op) = current(&state).await? else {
         return Err(ApiError::meteor(
             "error-operation-not-found",
@@ -254,13 +321,17 @@ pub async fn progress(
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
-    Ok(Json(json!({
-        "key": key,
-        "name": name,
-        "step": op.get("status").cloned().unwrap_or(Value::Null),
-        "count": {"completed": count("completed"), "total": count("total"), "error": count("error")},
-        "success": true,
-    })))
+    Ok(Json(api::ImportProgress {
+        key: key.to_owned(),
+        name,
+        step: op.get("status").cloned().unwrap_or(Value::Null),
+        count: api::Counts {
+            completed: count("completed"),
+            total: count("total"),
+            error: count("error"),
+        },
+        success: True,
+    }))
 }
 
 /// The body of `import.operations.upsert`: the operation's fields, with `_id` to update one.
@@ -294,6 +365,17 @@ impl FromJson for UpsertBody {
     }
 }
 
+route!(
+    /// The checks of `import.operations.upsert`.
+    Upsert {
+        caller: Arc<Caller>,
+        permission: Some(RUN_IMPORT),
+        query: (),
+        body: JsonBody<UpsertBody>,
+        rate_limited: true,
+    }
+);
+
 /// Create or change an operation (an importops extension)
 ///
 /// Not part of Rocket.Chat's API: lets an import pipeline that is not Rocket.Chat report its
@@ -316,10 +398,13 @@ impl FromJson for UpsertBody {
     ),
 )]
 pub async fn upsert(
-    Authorized(caller, _): Authorized<RunImport>,
     State(state): State<AppState>,
-    JsonBody(UpsertBody(mut fields)): JsonBody<UpsertBody>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded {
+        caller,
+        body: JsonBody(UpsertBody(mut fields)),
+        ..
+    }: Guarded<Upsert>,
+) -> Result<Json<api::OperationResponse>, ApiError> {
     let now = now_ms();
     let existing = match fields.get("_id").and_then(Value::as_str) {
         Some(id) => state.store.operation_by_id(id).await?,
@@ -347,5 +432,8 @@ pub async fn upsert(
         .await?;
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({"operation": operation, "success": true})))
+    Ok(Json(api::OperationResponse {
+        operation,
+        success: True,
+    }))
 }

@@ -1,12 +1,14 @@
 //! The HTTP API: the router, its middleware, and one module per group of routes.
 //!
 //! `router(state)` builds the whole application; the server (`crate::server`) and the tests
-//! both call it.
+//! both call it. Every route is declared once, in `routes`: the router's entry and the OpenAPI
+//! document's path both come from the handler's `#[utoipa::path]`.
 
 pub mod auth;
 pub mod body;
 mod dashboard;
 pub mod error;
+pub mod guard;
 mod health;
 mod imports;
 mod limits;
@@ -19,10 +21,12 @@ mod permissions;
 pub mod rate_limit;
 mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::Access;
 use crate::cache::Cache;
@@ -73,40 +77,48 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Every route of the API, each declared once: `routes!` takes the method and the path from
+/// the handler's `#[utoipa::path]` and gives both the router's entry and the document's path.
+/// In the document's order; `/metrics` only when it is served on the API's address.
+pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(operations::get_latest_import_operations))
+        .routes(routes!(users::login))
+        .routes(routes!(users::logout))
+        .routes(routes!(users::me))
+        .routes(routes!(users::users_create))
+        .routes(routes!(users::users_delete))
+        .routes(routes!(permissions::list_all))
+        .routes(routes!(permissions::update))
+        .routes(routes!(imports::get_current))
+        .routes(routes!(imports::status))
+        .routes(routes!(imports::new))
+        .routes(routes!(imports::clear))
+        .routes(routes!(imports::importers))
+        .routes(routes!(imports::progress))
+        .routes(routes!(imports::upsert))
+        .routes(routes!(health::info))
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz));
+    let api = if metrics_on_api {
+        api.routes(routes!(observe::metrics))
+    } else {
+        api
+    };
+    api.routes(routes!(dashboard::page))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::page))
+}
+
+/// The routes without state, built once for each `/metrics` setting: building them makes the
+/// whole document too, which the tests would otherwise pay for on every request.
+static ROUTERS: LazyLock<[Router<AppState>; 2]> =
+    LazyLock::new(|| [false, true].map(|metrics| routes(metrics).split_for_parts().0));
+
 pub fn router(state: AppState) -> Router {
-    let mut routes = Router::new()
-        .route(
-            "/api/v1/getLatestImportOperations",
-            get(operations::get_latest_import_operations),
-        )
-        .route("/api/v1/login", post(users::login))
-        .route("/api/v1/logout", post(users::logout))
-        .route("/api/v1/me", get(users::me))
-        .route("/api/v1/users.create", post(users::users_create))
-        .route("/api/v1/users.delete", post(users::users_delete))
-        .route("/api/v1/permissions.listAll", get(permissions::list_all))
-        .route("/api/v1/permissions.update", post(permissions::update))
-        .route(
-            "/api/v1/getCurrentImportOperation",
-            get(imports::get_current),
-        )
-        .route("/api/v1/import.status", get(imports::status))
-        .route("/api/v1/import.new", post(imports::new))
-        .route("/api/v1/import.clear", post(imports::clear))
-        .route("/api/v1/importers.list", get(imports::importers))
-        .route("/api/v1/getImportProgress", get(imports::progress))
-        .route("/api/v1/import.operations.upsert", post(imports::upsert))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/api/v1/docs", get(openapi::page))
-        .route("/api/info", get(health::info))
-        .route("/", get(dashboard::page))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz));
-    if state.settings.metrics_on_api {
-        routes = routes.route("/metrics", get(observe::metrics));
-    }
     observe::front_line(
-        routes
+        ROUTERS[usize::from(state.settings.metrics_on_api)]
+            .clone()
             .fallback(not_found)
             // Rocket.Chat registers each route for its methods only: another method is not found.
             .method_not_allowed_fallback(not_found)
@@ -116,10 +128,10 @@ pub fn router(state: AppState) -> Router {
 
 /// `/metrics` alone, for a separate listen address.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(observe::metrics))
-        .fallback(not_found)
-        .with_state(state)
+    let (routes, _) = OpenApiRouter::default()
+        .routes(routes!(observe::metrics))
+        .split_for_parts();
+    routes.fallback(not_found).with_state(state)
 }
 
 async fn not_found() -> ApiError {

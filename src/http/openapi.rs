@@ -1,5 +1,6 @@
 //! The API's OpenAPI 3.1 document, generated with utoipa from the `#[utoipa::path]` attributes
-//! on the handlers and the schemas below, served at `GET /api/v1/openapi.json`; and
+//! of the router's routes (`http::routes`) and the schemas below, served at
+//! `GET /api/v1/openapi.json`; and
 //! `GET /api/v1/docs`, one self-contained page that renders it.
 //!
 //! Answers every route shares are added here once, by [`CommonAnswers`], rather than repeated
@@ -8,9 +9,12 @@
 //! looked up in the database). Each handler's attribute lists the rest: its success, 400, 403
 //! and 429 where they apply.
 //!
-//! The schemas are written with utoipa's builders, not derived: the bodies are Rocket.Chat's,
-//! built as JSON in the handlers, and their exact shapes (constant values, "one of these two
-//! properties", nullable optional fields) are what clients and schemathesis check against.
+//! The success answers are typed structs that the handlers build and whose schemas are derived
+//! (`deny_unknown_fields` for `additionalProperties: false`; constants such as
+//! `"success": true` are `literal!` types). The rest are written with utoipa's builders:
+//! request bodies (checked by hand, in the validator's words), stored operations (served as
+//! stored, with any extra field), a user (a domain type), and error bodies (fixed texts, and
+//! two key orders, as Rocket.Chat sends them).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -18,7 +22,7 @@ use std::sync::LazyLock;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation as PathOperation;
@@ -52,30 +56,6 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
 `{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have; every \
 `GET` route also answers `HEAD`, without a body.",
         license(name = "MIT")
-    ),
-    paths(
-        super::operations::get_latest_import_operations,
-        super::users::login,
-        super::users::logout,
-        super::users::me,
-        super::users::users_create,
-        super::users::users_delete,
-        super::permissions::list_all,
-        super::permissions::update,
-        super::imports::get_current,
-        super::imports::status,
-        super::imports::new,
-        super::imports::clear,
-        super::imports::importers,
-        super::imports::progress,
-        super::imports::upsert,
-        super::health::info,
-        super::health::livez,
-        super::health::readyz,
-        super::observe::metrics,
-        super::dashboard::page,
-        document,
-        page,
     ),
     components(
         schemas(
@@ -126,7 +106,6 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
             DatabaseUnavailable,
         )
     ),
-    modifiers(&CommonAnswers),
     tags(
         (name = "imports", description = "Import operations: Rocket.Chat's routes and importops' write route"),
         (name = "sessions", description = "Logging in and out, and who is logged in"),
@@ -137,13 +116,11 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
 )]
 pub struct ApiDoc;
 
-/// The document as the server describes itself: `/metrics` is listed only when it is served on
-/// the API's address.
+/// The document as the server describes itself: the paths of the router's routes (`/metrics`
+/// only when it is served on the API's address), with the answers they share.
 pub fn document_for(metrics_on_api: bool) -> Document {
-    let mut doc = ApiDoc::openapi();
-    if !metrics_on_api {
-        doc.paths.paths.shift_remove("/metrics");
-    }
+    let mut doc = super::routes(metrics_on_api).into_openapi();
+    CommonAnswers.modify(&mut doc);
     doc
 }
 
@@ -457,6 +434,51 @@ macro_rules! schema {
     };
 }
 
+/// Declares a value that is always the same, for the fields of typed answers: it serializes
+/// as `$value` and its schema says so (`enum: [$value]`). Used inline (`#[schema(inline)]`).
+macro_rules! literal {
+    ($(#[$doc:meta])* $name:ident = $value:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name;
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&$value, serializer)
+            }
+        }
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                constant($value).into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+literal!(
+    /// `true`, as in `"success": true`.
+    True = true
+);
+literal!(
+    /// `"ok"`.
+    Ok = "ok"
+);
+literal!(
+    /// `"unavailable"`.
+    Unavailable = "unavailable"
+);
+literal!(
+    /// `"success"`, as in `"status": "success"`.
+    SuccessStatus = "success"
+);
+literal!(
+    /// The message of `logout`.
+    LoggedOut = "You've been logged out!"
+);
+
 // --- Import operations ----------------------------------------------------------------------
 
 schema!(
@@ -519,10 +541,15 @@ fn status() -> ObjectBuilder {
         .description(Some("One of Rocket.Chat's import statuses"))
 }
 
-schema!(
-    /// `{operation, success}`.
-    OperationResponse = success_with(vec![("operation", ref_to("Operation"))])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// `{operation, success}`.
+pub struct OperationResponse {
+    #[schema(value_type = Operation)]
+    pub operation: Value,
+    #[schema(inline)]
+    pub success: True,
+}
 
 schema!(
     /// `getCurrentImportOperation`: the operation with the newest `ts`, if any.
@@ -537,70 +564,74 @@ schema!(
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 );
 
-schema!(
-    /// `import.status`.
-    ImportStatus = object()
-        .description(Some(
-            "The state of the current import, from the newest operation's status and validity; \
-             `{state: \"none\", success}` when there is no operation",
-        ))
-        .property(
-            "state",
-            string().enum_values(Some([
-                "none",
-                "new",
-                "loading",
-                "ready",
-                "importing",
-                "done",
-                "error",
-                "canceled",
-            ])),
-        )
-        .required("state")
-        .property("operation", ref_to("Operation"))
-        .property("success", constant(true))
-        .required("success")
-        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(
+    description = "The state of the current import, from the newest operation's status and \
+    validity; `{state: \"none\", success}` when there is no operation"
+)]
+/// `import.status`.
+pub struct ImportStatus {
+    #[schema(schema_with = import_state)]
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Operation)]
+    pub operation: Option<Map<String, Value>>,
+    #[schema(inline)]
+    pub success: True,
+}
 
-schema!(
-    /// An importer of `importers.list`.
-    Importer = exact(vec![
-        ("key", non_empty_string().examples([json!("csv")]).into()),
-        ("name", non_empty_string().examples([json!("CSV")]).into()),
-    ])
-);
+fn import_state() -> ObjectBuilder {
+    string().enum_values(Some([
+        "none",
+        "new",
+        "loading",
+        "ready",
+        "importing",
+        "done",
+        "error",
+        "canceled",
+    ]))
+}
 
-schema!(
-    /// `getImportProgress`.
-    ImportProgress = success_with(vec![
-        (
-            "key",
-            string()
-                .description(Some("The current operation's `importerKey`"))
-                .into()
-        ),
-        (
-            "name",
-            non_empty_string()
-                .description(Some(
-                    "The importer's name, or the operation's `type` for an importer not listed"
-                ))
-                .into()
-        ),
-        ("step", status().into()),
-        (
-            "count",
-            exact(vec![
-                ("completed", count().into()),
-                ("total", count().into()),
-                ("error", count().into()),
-            ])
-            .into()
-        ),
-    ])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// An importer of `importers.list`.
+pub struct Importer {
+    #[schema(min_length = 1, examples("csv"))]
+    pub key: &'static str,
+    #[schema(min_length = 1, examples("CSV"))]
+    pub name: &'static str,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// `getImportProgress`.
+pub struct ImportProgress {
+    /// The current operation's `importerKey`
+    pub key: String,
+    /// The importer's name, or the operation's `type` for an importer not listed
+    #[schema(value_type = String, min_length = 1)]
+    pub name: Value,
+    #[schema(schema_with = status)]
+    pub step: Value,
+    #[schema(inline)]
+    pub count: Counts,
+    #[schema(inline)]
+    pub success: True,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// The counts of `getImportProgress`.
+pub struct Counts {
+    #[schema(schema_with = count)]
+    pub completed: u64,
+    #[schema(schema_with = count)]
+    pub total: u64,
+    #[schema(schema_with = count)]
+    pub error: u64,
+}
 
 fn count() -> ObjectBuilder {
     ObjectBuilder::new()
@@ -681,20 +712,40 @@ schema!(
     ])
 );
 
-schema!(
-    /// `me`: the caller.
-    Me = success_with(user_properties())
-);
+/// `me`: the caller's user with `success`.
+#[derive(Debug, serde::Serialize)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: crate::domain::user::User,
+    pub success: True,
+}
 
-schema!(
-    /// `{user, success}`.
-    UserResponse = success_with(vec![("user", ref_to("User"))])
-);
+/// Written out: a derived schema of a flattened field would be an `allOf`.
+impl PartialSchema for Me {
+    fn schema() -> RefOr<Schema> {
+        success_with(user_properties()).into()
+    }
+}
 
-schema!(
-    /// `{success: true}`.
-    Success = success_with(vec![])
-);
+impl ToSchema for Me {}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// `{user, success}`.
+pub struct UserResponse {
+    #[schema(value_type = User)]
+    pub user: crate::domain::user::User,
+    #[schema(inline)]
+    pub success: True,
+}
+
+/// `{success: true}`.
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Success {
+    #[schema(inline)]
+    pub success: True,
+}
 
 schema!(
     /// A password: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
@@ -772,39 +823,48 @@ schema!(
         .examples([json!({"user": "jane", "password": "s3cret"})])
 );
 
-schema!(
-    /// The answer to a successful login.
-    LoginResponse = exact(vec![
-        ("status", constant("success").into()),
-        (
-            "data",
-            exact(vec![
-                ("userId", string().into()),
-                (
-                    "authToken",
-                    string()
-                        .description(Some("A new login token, shown once"))
-                        .into()
-                ),
-                ("me", ref_to("User")),
-            ])
-            .into()
-        ),
-        ("success", constant(true).into()),
-    ])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// The answer to a successful login.
+pub struct LoginResponse {
+    #[schema(inline)]
+    pub status: SuccessStatus,
+    #[schema(inline)]
+    pub data: LoginData,
+    #[schema(inline)]
+    pub success: True,
+}
 
-schema!(
-    /// The answer to `logout`.
-    LogoutResponse = exact(vec![
-        ("status", constant("success").into()),
-        (
-            "data",
-            exact(vec![("message", constant("You've been logged out!").into())]).into()
-        ),
-        ("success", constant(true).into()),
-    ])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// The new session of a login.
+pub struct LoginData {
+    pub user_id: String,
+    /// A new login token, shown once
+    pub auth_token: String,
+    #[schema(value_type = User)]
+    pub me: crate::domain::user::User,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// The answer to `logout`.
+pub struct LogoutResponse {
+    #[schema(inline)]
+    pub status: SuccessStatus,
+    #[schema(inline)]
+    pub data: LogoutData,
+    #[schema(inline)]
+    pub success: True,
+}
+
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// What `logout` says.
+pub struct LogoutData {
+    #[schema(inline)]
+    pub message: LoggedOut,
+}
 
 schema!(
     /// `POST /api/v1/users.create`.
@@ -871,38 +931,36 @@ fn delete_by(required: &str) -> ObjectBuilder {
 
 // --- Permissions ------------------------------------------------------------------------------
 
-schema!(
-    /// A permission and the roles that hold it.
-    Permission = exact(vec![
-        (
-            "_id",
-            string().examples([json!("view-import-operations")]).into()
-        ),
-        ("roles", array_of(string()).into()),
-        ("_updatedAt", date_time().into()),
-    ])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// A permission and the roles that hold it.
+pub struct Permission {
+    #[serde(rename = "_id")]
+    #[schema(examples("view-import-operations"))]
+    pub id: String,
+    pub roles: Vec<String>,
+    #[serde(rename = "_updatedAt")]
+    #[schema(value_type = String, format = DateTime, required = true)]
+    pub updated_at: Option<String>,
+}
 
-schema!(
-    /// `permissions.listAll`.
-    PermissionsListAll = success_with(vec![
-        (
-            "update",
-            array_of(ref_to("Permission"))
-                .description(Some(
-                    "Every permission, or those changed after `updatedSince`"
-                ))
-                .into()
-        ),
-        (
-            "remove",
-            ArrayBuilder::new()
-                .max_items(Some(0))
-                .description(Some("Always empty: importops never deletes a permission"))
-                .into()
-        ),
-    ])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// `permissions.listAll`.
+pub struct PermissionsListAll {
+    /// Every permission, or those changed after `updatedSince`
+    pub update: Vec<Permission>,
+    #[schema(schema_with = nothing_removed)]
+    pub remove: [Value; 0],
+    #[schema(inline)]
+    pub success: True,
+}
+
+fn nothing_removed() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .max_items(Some(0))
+        .description(Some("Always empty: importops never deletes a permission"))
+}
 
 schema!(
     /// `POST /api/v1/permissions.update`.
@@ -931,41 +989,53 @@ schema!(
         ]})])
 );
 
-schema!(
-    /// The answer to `permissions.update`.
-    PermissionsUpdateResponse = success_with(vec![(
-        "permissions",
-        array_of(ref_to("Permission"))
-            .description(Some("Every permission, after the change"))
-            .into()
-    )])
-);
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+/// The answer to `permissions.update`.
+pub struct PermissionsUpdateResponse {
+    /// Every permission, after the change
+    pub permissions: Vec<Permission>,
+    #[schema(inline)]
+    pub success: True,
+}
 
 // --- Server routes ----------------------------------------------------------------------------
 
-schema!(
-    /// `GET /api/info`.
-    Info = success_with(vec![(
-        "version",
-        string().examples([json!(env!("CARGO_PKG_VERSION"))]).into()
-    )])
-);
+/// `{"status":"ok"}`.
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[schema(inline)]
+    pub status: Ok,
+}
 
-schema!(
-    /// `{"status":"ok"}`.
-    Health = exact(vec![("status", constant("ok").into())])
-);
+/// `/readyz` when the database cannot be reached.
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unready {
+    #[schema(inline)]
+    pub status: Unavailable,
+    #[schema(inline)]
+    pub checks: Checks,
+}
 
-schema!(
-    /// `/readyz` when the database cannot be reached.
-    Unready = exact(vec![
-        ("status", constant("unavailable").into()),
-        (
-            "checks",
-            exact(vec![("database", constant("unavailable").into())]).into()
-        ),
-    ])
-);
+/// What `/readyz` checked.
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    #[schema(inline)]
+    pub database: Unavailable,
+}
+
+/// `GET /api/info`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Info {
+    #[schema(examples(json!(env!("CARGO_PKG_VERSION"))))]
+    pub version: &'static str,
+    #[schema(inline)]
+    pub success: True,
+}
 
 // --- Error bodies -----------------------------------------------------------------------------
 

@@ -1,21 +1,35 @@
 //! `GET /api/v1/getLatestImportOperations`: the 20 newest operations as a bare array, kept
 //! serialized in the cache between changes.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 
 use super::AppState;
-use super::auth::{Authorized, ViewImportOperations};
 use super::error::{ApiError, json_response};
+use super::guard::{Guarded, route};
 use super::openapi as api;
-use super::params::NoQueryParams;
-use super::rate_limit::RateLimit;
+use super::params::NoQuery;
+use crate::access::Caller;
+use crate::domain::permission;
 use crate::telemetry;
 
 /// How many operations Rocket.Chat returns.
 pub const LATEST_LIMIT: i64 = 20;
+
+route!(
+    /// The checks of `getLatestImportOperations`.
+    GetLatestImportOperations {
+        caller: Arc<Caller>,
+        permission: Some(permission::VIEW_IMPORT_OPERATIONS),
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// The 20 latest import operations
 ///
@@ -39,10 +53,8 @@ pub const LATEST_LIMIT: i64 = 20;
     ),
 )]
 pub async fn get_latest_import_operations(
-    _caller: Authorized<ViewImportOperations>,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
+    _: Guarded<GetLatestImportOperations>,
 ) -> Result<Response, ApiError> {
     let stamp = state.cache.stamp();
     let cached = stamp.and_then(|s| state.cache.latest(s));

@@ -3,20 +3,27 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-
 use super::error::ApiError;
 
-/// Accepts only a request without query parameters. Take it after the auth extractors:
-/// Rocket.Chat checks 401 and 403 before 400.
-pub struct NoQueryParams;
+/// A route's query string, checked after authentication and permission (Rocket.Chat checks
+/// 401 and 403 before 400).
+pub trait FromQuery: Sized + Send {
+    fn from_query(query: Option<&str>) -> Result<Self, ApiError>;
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for NoQueryParams {
-    type Rejection = ApiError;
+/// The query string is not read.
+impl FromQuery for () {
+    fn from_query(_: Option<&str>) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        check_params(parts.uri.query(), &[]).map(|_| NoQueryParams)
+/// Accepts only a request without query parameters.
+pub struct NoQuery;
+
+impl FromQuery for NoQuery {
+    fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        check_params(query, &[]).map(|_| NoQuery)
     }
 }
 
@@ -24,11 +31,9 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQueryParams {
 /// parameter is accepted.
 pub struct UpdatedSince(pub Option<i64>);
 
-impl<S: Send + Sync> FromRequestParts<S> for UpdatedSince {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let params = check_params(parts.uri.query(), &["updatedSince"])?;
+impl FromQuery for UpdatedSince {
+    fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let params = check_params(query, &["updatedSince"])?;
         match params.get("updatedSince") {
             None => Ok(UpdatedSince(None)),
             Some(text) => crate::domain::time::parse_iso_ms(text)

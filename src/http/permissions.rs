@@ -1,22 +1,40 @@
 //! `permissions.listAll` and `permissions.update`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
-use super::auth::{AccessPermissions, Authenticated, Authorized};
 use super::body::{Fields, FromJson, JsonBody, strings};
 use super::error::ApiError;
-use super::openapi as api;
+use super::guard::{Guarded, route};
+use super::openapi::{self as api, True};
 use super::params::UpdatedSince;
-use super::rate_limit::RateLimit;
+use crate::access::Caller;
+use crate::domain::permission::ACCESS_PERMISSIONS;
 use crate::domain::time::format_iso_ms;
 use crate::store::Permission;
 
-fn permission_json(p: &Permission) -> Value {
-    json!({"_id": p.id, "roles": p.roles, "_updatedAt": format_iso_ms(p.updated_at_ms)})
+fn permission_answer(p: &Permission) -> api::Permission {
+    api::Permission {
+        id: p.id.clone(),
+        roles: p.roles.clone(),
+        updated_at: format_iso_ms(p.updated_at_ms),
+    }
 }
+
+route!(
+    /// The checks of `permissions.listAll`.
+    ListAll {
+        caller: Arc<Caller>,
+        permission: None,
+        query: UpdatedSince,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// List the permissions
 ///
@@ -42,23 +60,26 @@ fn permission_json(p: &Permission) -> Value {
     ),
 )]
 pub async fn list_all(
-    _caller: Authenticated,
-    UpdatedSince(since): UpdatedSince,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    let update: Vec<Value> = state
+    Guarded {
+        query: UpdatedSince(since),
+        ..
+    }: Guarded<ListAll>,
+) -> Result<Json<api::PermissionsListAll>, ApiError> {
+    let update: Vec<api::Permission> = state
         .store
         .list_permissions()
         .await?
         .iter()
         .filter(|p| since.is_none_or(|since| p.updated_at_ms > since))
-        .map(permission_json)
+        .map(permission_answer)
         .collect();
     // importops never deletes a permission, so nothing is ever removed.
-    Ok(Json(
-        json!({"update": update, "remove": [], "success": true}),
-    ))
+    Ok(Json(api::PermissionsListAll {
+        update,
+        remove: [],
+        success: True,
+    }))
 }
 
 /// `{permissions: [{_id, roles: [...]}]}`.
@@ -97,6 +118,17 @@ impl FromJson for UpdateBody {
     }
 }
 
+route!(
+    /// The checks of `permissions.update`.
+    Update {
+        caller: Arc<Caller>,
+        permission: Some(ACCESS_PERMISSIONS),
+        query: (),
+        body: JsonBody<UpdateBody>,
+        rate_limited: true,
+    }
+);
+
 /// Change which roles hold permissions
 ///
 /// Needs `access-permissions`. Sets the roles of each permission given; all or nothing.
@@ -118,10 +150,12 @@ impl FromJson for UpdateBody {
     ),
 )]
 pub async fn update(
-    _caller: Authorized<AccessPermissions>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<UpdateBody>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<Update>,
+) -> Result<Json<api::PermissionsUpdateResponse>, ApiError> {
     let existing = state.store.list_permissions().await?;
     if body
         .changes
@@ -143,12 +177,15 @@ pub async fn update(
         return Err(ApiError::meteor("error-invalid-role", "Invalid role"));
     }
     state.store.set_permissions(&body.changes).await?;
-    let all: Vec<Value> = state
+    let all: Vec<api::Permission> = state
         .store
         .list_permissions()
         .await?
         .iter()
-        .map(permission_json)
+        .map(permission_answer)
         .collect();
-    Ok(Json(json!({"permissions": all, "success": true})))
+    Ok(Json(api::PermissionsUpdateResponse {
+        permissions: all,
+        success: True,
+    }))
 }

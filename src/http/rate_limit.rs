@@ -4,12 +4,11 @@
 //! once the window's calls are spent.
 //!
 //! Rocket.Chat applies the limiter after authentication, permission and parameter checks, so
-//! it runs as the last check of a route's extractors: `RateLimit` for routes without a body,
-//! `body::JsonBody` after validating a body.
+//! it is the last of a route's checks (`guard::check`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
@@ -103,12 +102,17 @@ pub fn write_headers(count: Count, headers: &mut axum::http::HeaderMap) {
     }
 }
 
-/// Counts the call against the limiter, unless the caller may bypass it.
-pub async fn enforce(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+/// Counts the call against the limiter, unless the caller may bypass it. The count goes to the
+/// front layer for the answer's headers (`observe::set_rate_limit`).
+pub async fn enforce(
+    parts: &Parts,
+    caller: Option<&Caller>,
+    state: &AppState,
+) -> Result<(), ApiError> {
     let Some(limiter) = state.limiter.as_deref() else {
         return Ok(());
     };
-    if let Some(caller) = parts.extensions.get::<Arc<Caller>>()
+    if let Some(caller) = caller
         && state
             .access
             .has_permission(caller, permission::BYPASS_RATE_LIMIT)
@@ -171,18 +175,6 @@ impl FromRequestParts<AppState> for ClientAddress {
             parts,
             state.settings.trust_proxy,
         )))
-    }
-}
-
-/// The rate-limit check for routes without a request body. Take it after the auth and
-/// parameter extractors.
-pub struct RateLimit;
-
-impl FromRequestParts<AppState> for RateLimit {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        enforce(parts, state).await.map(|()| RateLimit)
     }
 }
 

@@ -1,23 +1,27 @@
 //! Sessions and users: `login`, `logout`, `me`, `users.create`, `users.delete`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
-use super::auth::{Authenticated, Authorized, CreateUser, DeleteUser, auth_token};
+use super::auth::auth_token;
 use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
-use super::openapi as api;
-use super::params::NoQueryParams;
-use super::rate_limit::{ClientAddress, RateLimit};
+use super::guard::{Guarded, route};
+use super::openapi::{self as api, True};
+use super::params::NoQuery;
+use super::rate_limit::ClientAddress;
+use crate::access::Caller;
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::domain::permission::{CREATE_USER, DELETE_USER};
 use crate::domain::secrets::{
     hash_token, unmatchable_hash, verify_password, verify_password_digest,
 };
 use crate::domain::time::now_ms;
-use crate::domain::user::User;
 use crate::store::{ConflictKind, Revoke, StoreError};
 
 /// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
@@ -79,6 +83,17 @@ impl FromJson for LoginBody {
     }
 }
 
+route!(
+    /// The checks of `login`.
+    Login {
+        caller: (),
+        permission: None,
+        query: (),
+        body: JsonBody<LoginBody>,
+        rate_limited: true,
+    }
+);
+
 /// Log in with a password
 ///
 /// Checks the password and answers a new login token. 10 failed logins for one user, or 50
@@ -104,8 +119,11 @@ impl FromJson for LoginBody {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
-    JsonBody(body): JsonBody<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<Login>,
+) -> Result<Json<api::LoginResponse>, ApiError> {
     state.login_guard.check(&body.login, client, now_ms())?;
     let found = state.store.user_for_login(&body.login).await?;
     let (user, stored) = match found {
@@ -128,12 +146,27 @@ pub async fn login(
     };
     state.login_guard.succeeded(&body.login);
     let token = issue_token(&state.store, &user.id, TokenLifetime::Default).await?;
-    Ok(Json(json!({
-        "status": "success",
-        "data": {"userId": user.id, "authToken": token, "me": user},
-        "success": true,
-    })))
+    Ok(Json(api::LoginResponse {
+        status: api::SuccessStatus,
+        data: api::LoginData {
+            user_id: user.id.clone(),
+            auth_token: token,
+            me: user,
+        },
+        success: True,
+    }))
 }
+
+route!(
+    /// The checks of `logout`.
+    Logout {
+        caller: Arc<Caller>,
+        permission: None,
+        query: (),
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Log out
 ///
@@ -150,23 +183,33 @@ pub async fn login(
     ),
 )]
 pub async fn logout(
-    Authenticated(caller): Authenticated,
-    _limit: RateLimit,
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+    Guarded { caller, .. }: Guarded<Logout>,
+) -> Result<Json<api::LogoutResponse>, ApiError> {
     let token = auth_token(&headers)
         .ok_or_else(|| ApiError::Internal("no token after authentication".into()))?;
     state
         .store
         .revoke_sessions(&caller.user_id, &Revoke::Hash(hash_token(token)))
         .await?;
-    Ok(Json(json!({
-        "status": "success",
-        "data": {"message": "You've been logged out!"},
-        "success": true,
-    })))
+    Ok(Json(api::LogoutResponse {
+        status: api::SuccessStatus,
+        data: api::LogoutData::default(),
+        success: True,
+    }))
 }
+
+route!(
+    /// The checks of `me`.
+    Me {
+        caller: Arc<Caller>,
+        permission: None,
+        query: NoQuery,
+        body: (),
+        rate_limited: true,
+    }
+);
 
 /// Who is logged in
 ///
@@ -185,17 +228,18 @@ pub async fn logout(
     ),
 )]
 pub async fn me(
-    Authenticated(caller): Authenticated,
-    _no_params: NoQueryParams,
-    _limit: RateLimit,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded { caller, .. }: Guarded<Me>,
+) -> Result<Json<api::Me>, ApiError> {
     let user = state
         .store
         .user_by_id(&caller.user_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the caller's user is gone".into()))?;
-    Ok(Json(with_success(user_json(&user))))
+    Ok(Json(api::Me {
+        user,
+        success: True,
+    }))
 }
 
 /// `POST /api/v1/users.create`.
@@ -224,6 +268,17 @@ impl FromJson for CreateUserBody {
     }
 }
 
+route!(
+    /// The checks of `users.create`.
+    UsersCreate {
+        caller: Arc<Caller>,
+        permission: Some(CREATE_USER),
+        query: (),
+        body: JsonBody<CreateUserBody>,
+        rate_limited: true,
+    }
+);
+
 /// Create a user
 ///
 /// Needs `create-user`. `roles` default to `["user"]`, `active` to `true`; the password is
@@ -246,10 +301,12 @@ impl FromJson for CreateUserBody {
     ),
 )]
 pub async fn users_create(
-    _caller: Authorized<CreateUser>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<CreateUserBody>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<UsersCreate>,
+) -> Result<Json<api::UserResponse>, ApiError> {
     let account = body.account;
     if state
         .store
@@ -289,7 +346,10 @@ pub async fn users_create(
             }
             AccountError::Store(e) => e.into(),
         })?;
-    Ok(Json(json!({"user": user_json(&user), "success": true})))
+    Ok(Json(api::UserResponse {
+        user,
+        success: True,
+    }))
 }
 
 /// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
@@ -309,6 +369,17 @@ impl FromJson for DeleteUserBody {
         Ok(DeleteUserBody { user_id, username })
     }
 }
+
+route!(
+    /// The checks of `users.delete`.
+    UsersDelete {
+        caller: Arc<Caller>,
+        permission: Some(DELETE_USER),
+        query: (),
+        body: JsonBody<DeleteUserBody>,
+        rate_limited: true,
+    }
+);
 
 /// Delete a user
 ///
@@ -330,10 +401,12 @@ impl FromJson for DeleteUserBody {
     ),
 )]
 pub async fn users_delete(
-    _caller: Authorized<DeleteUser>,
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<DeleteUserBody>,
-) -> Result<Json<Value>, ApiError> {
+    Guarded {
+        body: JsonBody(body),
+        ..
+    }: Guarded<UsersDelete>,
+) -> Result<Json<api::Success>, ApiError> {
     let user = match (&body.user_id, &body.username) {
         (Some(id), _) => state.store.user_by_id(id).await?,
         (None, Some(name)) => state.store.user_by_username(name).await?,
@@ -349,17 +422,5 @@ pub async fn users_delete(
             "The required \"userId\" or \"username\" param provided does not match any user",
         ));
     }
-    Ok(Json(json!({"success": true})))
-}
-
-fn user_json(user: &User) -> Value {
-    serde_json::to_value(user).expect("a user is always JSON")
-}
-
-/// An object with `"success": true` appended, as Rocket.Chat's success answers are.
-pub fn with_success(mut value: Value) -> Value {
-    if let Value::Object(map) = &mut value {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    value
+    Ok(Json(api::Success::default()))
 }
