@@ -4,8 +4,9 @@ mod common;
 
 use common::{TestDb, meteor_id, operation};
 use importops::Store;
+use importops::batch::parse_batch;
 use importops::domain::auth::TokenKind;
-use importops::domain::operation::{Operation, parse_batch};
+use importops::domain::operation::Operation;
 use importops::domain::user::{Email, NewUser};
 use importops::store::{LoadReport, NewSession, Revoke, StoreError};
 use sqlx::Connection;

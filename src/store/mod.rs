@@ -117,14 +117,27 @@ impl LoadReport {
     }
 }
 
-/// A Rocket.Chat export ready to be written by `Store::import_rocketchat` (`rocketchat`
-/// reads and checks one).
+/// Chunks of operations in input order, for a streamed write: the write commits when the
+/// channel closes, and an `Err` item rolls it back.
+pub type OperationChunks<E> = tokio::sync::mpsc::Receiver<Result<Vec<Operation>, E>>;
+
+/// Why a streamed write failed: the input (the `Err` item it sent), or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError<E> {
+    #[error("{0}")]
+    Input(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The users and permissions of a Rocket.Chat export, ready to be written by
+/// `Store::import_rocketchat` with the export's operations (`rocketchat` reads and checks
+/// them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RocketchatImport {
     pub users: Vec<ImportedUser>,
     /// `(permission, roles)`, inserted or replaced.
     pub permissions: Vec<(String, Vec<String>)>,
-    pub operations: Vec<Operation>,
 }
 
 /// A Rocket.Chat user, inserted or replaced by `_id`, with the tokens that replace its sessions.
@@ -429,20 +442,32 @@ impl Store {
         dispatch_write!(self.upsert_operations(ops))
     }
 
+    /// `upsert_operations` for chunks that arrive while the transaction is open: all of them
+    /// or nothing. The ids must be distinct across chunks (callers check).
+    pub async fn upsert_operation_stream<E>(
+        &self,
+        chunks: OperationChunks<E>,
+    ) -> Result<LoadReport, StreamError<E>> {
+        dispatch_write!(self.upsert_operation_stream(chunks))
+    }
+
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
         dispatch_write!(self.remove_operation(id))
     }
 
     /// Writes a Rocket.Chat export in one transaction: roles, users (by `_id`; their sessions
-    /// replaced by the export's tokens), permissions and operations (by `_id`). A username held
-    /// by a local user outside the export is a `Conflict`, and nothing is written. `progress`
-    /// is told how many users, permissions and operations each step wrote.
-    pub async fn import_rocketchat(
+    /// replaced by the export's tokens), permissions, then the operations (by `_id`) as their
+    /// chunks arrive. A username held by a local user outside the export is a `Conflict`, and
+    /// nothing is written; so is an `Err` chunk. `progress` is told how many users and
+    /// permissions each step wrote.
+    pub async fn import_rocketchat<E>(
         &self,
         data: &RocketchatImport,
+        operations: OperationChunks<E>,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<ImportReport, StoreError> {
-        dispatch_write!(self.import_rocketchat(data, crate::domain::time::now_ms(), progress))
+    ) -> Result<ImportReport, StreamError<E>> {
+        let now = crate::domain::time::now_ms();
+        dispatch_write!(self.import_rocketchat(data, operations, now, progress))
     }
 }
 

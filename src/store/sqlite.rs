@@ -11,9 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 
 use super::{
-    LoadReport, LoginRow, NewSession, Observation, Permission, Revoke, SessionInfo, SessionRow,
-    StoreError, classify, decode_kind, decode_list, decode_login, decode_session, decode_user,
-    encode_emails, encode_list,
+    LoadReport, LoginRow, NewSession, Observation, OperationChunks, Permission, Revoke,
+    SessionInfo, SessionRow, StoreError, StreamError, classify, decode_kind, decode_list,
+    decode_login, decode_session, decode_user, encode_emails, encode_list,
 };
 use crate::domain::auth::Session;
 use crate::domain::operation::Operation;
@@ -549,6 +549,16 @@ impl SqliteStore {
         Ok(report)
     }
 
+    pub async fn upsert_operation_stream<E>(
+        &self,
+        chunks: OperationChunks<E>,
+    ) -> Result<LoadReport, StreamError<E>> {
+        let mut tx = self.write_transaction().await?;
+        let report = write_operation_stream(&mut tx, chunks).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(report)
+    }
+
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM import_operations WHERE id = ?")
             .bind(id)
@@ -598,6 +608,34 @@ async fn write_operations(
         return Ok(LoadReport::default());
     }
     let before = count_rows(tx, "import_operations").await?;
+    write_operation_rows(tx, ops, progress).await?;
+    let after = count_rows(tx, "import_operations").await?;
+    Ok(LoadReport::counted(ops.len(), before, after))
+}
+
+/// `write_operations` for chunks received while the transaction is open; an `Err` chunk stops
+/// it (the caller's transaction then rolls back). The rows are counted once, not per chunk.
+async fn write_operation_stream<E>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mut chunks: OperationChunks<E>,
+) -> Result<LoadReport, StreamError<E>> {
+    let before = count_rows(tx, "import_operations").await?;
+    let mut n = 0;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(StreamError::Input)?;
+        write_operation_rows(tx, &chunk, &|_| {}).await?;
+        n += chunk.len();
+    }
+    let after = count_rows(tx, "import_operations").await?;
+    Ok(LoadReport::counted(n, before, after))
+}
+
+/// The statements of `write_operations`, without the counts.
+async fn write_operation_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ops: &[Operation],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), StoreError> {
     for chunk in ops.chunks(OPERATION_CHUNK) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO import_operations (id, updated_at, ts, status, valid, doc) ",
@@ -618,6 +656,5 @@ async fn write_operations(
         q.build().execute(&mut **tx).await.map_err(err)?;
         progress(chunk.len() as u64);
     }
-    let after = count_rows(tx, "import_operations").await?;
-    Ok(LoadReport::counted(ops.len(), before, after))
+    Ok(())
 }

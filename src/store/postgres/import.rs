@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use sqlx::{Postgres, Transaction};
 
 use super::super::{
-    ImportReport, ImportedUser, LoadReport, RocketchatImport, StoreError, encode_list,
+    ImportReport, ImportedUser, LoadReport, OperationChunks, RocketchatImport, StoreError,
+    StreamError, encode_list,
 };
-use super::{PostgresStore, count_rows, err, write_operations};
+use super::{PostgresStore, count_rows, err, write_operation_stream};
 
 /// Rows per statement.
 const CHUNK_ROWS: usize = 2_000;
@@ -16,17 +17,18 @@ const CHUNK_ROWS: usize = 2_000;
 type Tx<'c> = Transaction<'c, Postgres>;
 
 impl PostgresStore {
-    pub async fn import_rocketchat(
+    pub async fn import_rocketchat<E>(
         &self,
         data: &RocketchatImport,
+        operations: OperationChunks<E>,
         now: i64,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<ImportReport, StoreError> {
+    ) -> Result<ImportReport, StreamError<E>> {
         let mut tx = self.pool.begin().await.map_err(err)?;
         insert_roles(&mut tx, data).await?;
         let (users, tokens) = import_users(&mut tx, &data.users, now, progress).await?;
         let permissions = import_permissions(&mut tx, &data.permissions, now, progress).await?;
-        let operations = import_operations(&mut tx, data, progress).await?;
+        let operations = write_operation_stream(&mut tx, operations).await?;
         tx.commit().await.map_err(err)?;
         Ok(ImportReport {
             users,
@@ -254,13 +256,4 @@ async fn import_permissions(
     }
     let after = count_rows(tx, "permissions").await?;
     Ok(LoadReport::counted(permissions.len(), before, after))
-}
-
-/// Upserts the operations in file order; a replaced one keeps its `seq`.
-async fn import_operations(
-    tx: &mut Tx<'_>,
-    data: &RocketchatImport,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<LoadReport, StoreError> {
-    write_operations(tx, &data.operations, progress).await
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::super::{
-    ImportReport, ImportedToken, ImportedUser, LoadReport, RocketchatImport, StoreError,
-    encode_list,
+    ImportReport, ImportedToken, ImportedUser, LoadReport, OperationChunks, RocketchatImport,
+    StoreError, StreamError, encode_list,
 };
-use super::{SqliteStore, count_rows, err, write_operations};
+use super::{SqliteStore, count_rows, err, write_operation_stream};
 
 /// Rows per statement. SQLite takes at most 32 766 parameters in one statement; users have 9
 /// columns, operations 6.
@@ -19,19 +19,20 @@ const CHUNK_ROWS: usize = 1_000;
 type Tx<'c> = Transaction<'c, Sqlite>;
 
 impl SqliteStore {
-    pub async fn import_rocketchat(
+    pub async fn import_rocketchat<E>(
         &self,
         data: &RocketchatImport,
+        operations: OperationChunks<E>,
         now: i64,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<ImportReport, StoreError> {
+    ) -> Result<ImportReport, StreamError<E>> {
         // IMMEDIATE: take the write lock at once, so that no other writer can slip in between
         // the username check and the writes.
         let mut tx = self.write_transaction().await?;
         insert_roles(&mut tx, data).await?;
         let (users, tokens) = import_users(&mut tx, &data.users, now, progress).await?;
         let permissions = import_permissions(&mut tx, &data.permissions, now, progress).await?;
-        let operations = import_operations(&mut tx, data, progress).await?;
+        let operations = write_operation_stream(&mut tx, operations).await?;
         tx.commit().await.map_err(err)?;
         Ok(ImportReport {
             users,
@@ -200,13 +201,4 @@ async fn import_permissions(
     }
     let after = count_rows(tx, "permissions").await?;
     Ok(LoadReport::counted(permissions.len(), before, after))
-}
-
-/// Upserts the operations in file order; a replaced one keeps its `seq`.
-async fn import_operations(
-    tx: &mut Tx<'_>,
-    data: &RocketchatImport,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<LoadReport, StoreError> {
-    write_operations(tx, &data.operations, progress).await
 }
