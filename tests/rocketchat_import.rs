@@ -57,6 +57,8 @@ on_both_backends!(
     a_newer_export_updates_and_replaces_sessions,
     the_canonical_export_gives_identical_results,
     a_bad_line_anywhere_writes_nothing,
+    a_bad_operation_late_in_a_large_export_writes_nothing,
+    a_byte_order_mark_is_skipped_in_every_file,
     a_username_taken_by_a_local_user_writes_nothing,
     usernames_may_move_between_imported_users,
     a_larger_and_stranger_export_works,
@@ -501,6 +503,50 @@ async fn a_bad_line_anywhere_writes_nothing(db: TestDb) {
     // Nothing was written: the faults in users and permissions were found before the
     // database was asked, those in operations rolled the transaction back.
     assert_eq!(snapshot(&store).await, empty);
+}
+
+async fn a_bad_operation_late_in_a_large_export_writes_nothing(db: TestDb) {
+    let store = db.open().await;
+    let empty = snapshot(&store).await;
+    let dir = edited_fixture(|_, _| {});
+    const N: usize = 20_000;
+    many_operations(dir.path(), N);
+    let path = dir.path().join("rocketchat_import.json");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Two records before the end: the same _id as the first one.
+    let mut lines: Vec<&str> = text.lines().collect();
+    let first = lines[0].to_owned();
+    lines[N - 2] = &first;
+    text = lines.join("\n");
+    std::fs::write(&path, text).unwrap();
+
+    let err = import_fault(&store, dir.path()).await.to_string();
+    assert_eq!(
+        err,
+        format!(
+            "rocketchat_import.json line {}: _id {:024x} was already used by line 1",
+            N - 1,
+            0x6000_0000_u64
+        )
+    );
+    // Users, permissions and 19 998 operations were written, then rolled back.
+    assert_eq!(snapshot(&store).await, empty);
+}
+
+async fn a_byte_order_mark_is_skipped_in_every_file(db: TestDb) {
+    let store = db.open().await;
+    let dir = edited_fixture(|_, _| {});
+    for file in FILES {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("\u{feff}{text}")).unwrap();
+    }
+    let report = import(&store, dir.path()).await;
+    assert_eq!(report.users, load(2, 0));
+    assert_eq!(report.operations, load(3, 0));
+    assert_eq!(report.permissions.inserted + report.permissions.updated, 5);
+    let docs = store.latest_operations(10).await.unwrap();
+    assert_eq!(format!("[{}]", docs.join(",")), EXPECTED);
 }
 
 async fn a_username_taken_by_a_local_user_writes_nothing(db: TestDb) {
