@@ -75,13 +75,6 @@ pub struct Export {
     now_ms: i64,
 }
 
-impl Export {
-    /// Whether the export has an operations file.
-    pub fn has_operations(&self) -> bool {
-        self.operations.is_some()
-    }
-}
-
 /// Reads and checks the users and permissions of the export in `dir`, and opens its
 /// operations; nothing is written. A missing file is an empty collection, but at least one of
 /// the three must be there.
@@ -323,8 +316,8 @@ mod tests {
             "{err}"
         );
         let op = r#"{"_id":{"$oid":"64d69545ee8ae821983005f5"},"type":"CSV","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}"#;
-        assert_eq!(operations(&format!("\u{feff}{op}\n")).unwrap(), 1);
-        let err = operations(&format!("{op}\n\n{op}\n"))
+        assert_eq!(operations(format!("\u{feff}{op}\n")).unwrap(), 1);
+        let err = operations(format!("{op}\n\n{op}\n"))
             .unwrap_err()
             .to_string();
         assert_eq!(
