@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod batch;
 pub mod cache;
 pub mod cli;
 pub mod config;

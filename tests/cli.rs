@@ -1282,6 +1282,71 @@ fn ops_load_is_all_or_nothing() {
 }
 
 #[test]
+fn ops_load_skips_a_byte_order_mark() {
+    let db = Db::new();
+    let file = db.dir.path().join("bom.json");
+    std::fs::write(&file, format!("\u{feff}{FIXTURE}")).unwrap();
+    assert_eq!(
+        db.ok(&["ops", "load", file.to_str().unwrap()]),
+        "loaded 7 operations (7 new, 0 replaced)\n"
+    );
+    assert_same_documents(&db.json(&["ops", "list", "--json"]), &fixture());
+
+    let lines: String = fixture()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| format!("{op}\n"))
+        .collect();
+    assert_eq!(
+        db.ok_stdin(&["ops", "load", "-"], &format!("\u{feff}{lines}")),
+        "loaded 7 operations (0 new, 7 replaced)\n"
+    );
+    assert_same_documents(&db.json(&["ops", "list", "--json"]), &fixture());
+}
+
+#[test]
+fn ops_load_of_a_large_input_with_a_bad_record_late_writes_nothing() {
+    let db = Db::new();
+    db.ok(&["ops", "load", FIXTURE_PATH]);
+    const N: usize = 30_000;
+    let id = |i: usize| format!("{:024x}", 0x6000_0000 + i);
+    let mut text = String::from("[\n");
+    for i in 0..N {
+        text.push_str(&op(&id(i), "importer_done", "2030-01-01T00:00:00.000Z"));
+        text.push_str(",\n");
+    }
+    // The fixture's first operation, replaced, then a bad record: neither lands.
+    text.push_str(&op(
+        "MJxTRZsYdho8Ww2qq",
+        "importer_done",
+        "2031-01-01T00:00:00.000Z",
+    ));
+    text.push_str(",\n{\"_id\":\"short\"}\n]");
+    let file = db.dir.path().join("large.json");
+    std::fs::write(&file, &text).unwrap();
+    let line = db.fails(&["ops", "load", file.to_str().unwrap()]);
+    assert_eq!(
+        line,
+        format!(
+            "error: nothing was loaded: record {}: _id \"short\" is not a 17-character \
+             Meteor id or a 24-hex ObjectId",
+            N + 2
+        )
+    );
+    assert_same_documents(&db.json(&["ops", "list", "--json"]), &fixture());
+    assert_eq!(db.op_ids().len(), 7);
+
+    // The same input without the bad record loads.
+    let good = text.replace(",\n{\"_id\":\"short\"}\n]", "]");
+    std::fs::write(&file, good).unwrap();
+    assert_eq!(
+        db.ok(&["ops", "load", file.to_str().unwrap()]),
+        format!("loaded {} operations ({N} new, 1 replaced)\n", N + 1)
+    );
+}
+
+#[test]
 fn ops_load_refuses_an_id_given_twice() {
     let db = Db::new();
     let twice = format!(

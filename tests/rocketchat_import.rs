@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -16,8 +17,8 @@ use importops::domain::auth::TokenKind;
 use importops::domain::operation::STATUSES;
 use importops::domain::secrets::{hash_token, verify_password};
 use importops::domain::time::{format_iso_ms, now_ms};
-use importops::rocketchat::{self, ExportError, Place};
-use importops::store::{ImportReport, LoadReport, RocketchatImport, StoreError};
+use importops::rocketchat::{self, Export, ExportError, ImportError, Place};
+use importops::store::{ImportReport, LoadReport, StoreError};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -56,6 +57,8 @@ on_both_backends!(
     a_newer_export_updates_and_replaces_sessions,
     the_canonical_export_gives_identical_results,
     a_bad_line_anywhere_writes_nothing,
+    a_bad_operation_late_in_a_large_export_writes_nothing,
+    a_byte_order_mark_is_skipped_in_every_file,
     a_username_taken_by_a_local_user_writes_nothing,
     usernames_may_move_between_imported_users,
     a_larger_and_stranger_export_works,
@@ -97,15 +100,24 @@ async fn app(db: &TestDb) -> TestApp {
     TestApp::with_settings(db, long_logins()).await
 }
 
-fn read(dir: &Path) -> Result<RocketchatImport, ExportError> {
+fn read(dir: &Path) -> Result<Export, ExportError> {
     rocketchat::read_export(dir, now_ms(), &())
 }
 
+async fn try_import(store: &Store, dir: &Path) -> Result<ImportReport, ImportError> {
+    rocketchat::write(store, read(dir)?, Arc::new(())).await
+}
+
 async fn import(store: &Store, dir: &Path) -> ImportReport {
-    let data = read(dir).expect("a valid export");
-    rocketchat::write(store, &data, &())
-        .await
-        .expect("the import")
+    try_import(store, dir).await.expect("the import")
+}
+
+/// The fault that made an import of `dir` write nothing.
+async fn import_fault(store: &Store, dir: &Path) -> ExportError {
+    match try_import(store, dir).await {
+        Err(ImportError::Export(e)) => e,
+        other => panic!("not a fault of the export: {other:?}"),
+    }
 }
 
 fn load(inserted: u64, updated: u64) -> LoadReport {
@@ -411,7 +423,7 @@ async fn the_canonical_export_gives_identical_results(db: TestDb) {
     let app = app(&db).await;
     let canonical = read(&fixture("mongoexport-canonical")).unwrap();
     let relaxed = read(&fixture("mongoexport")).unwrap();
-    assert_eq!(canonical, relaxed);
+    assert_eq!(canonical.data, relaxed.data);
 
     import(&app.store, &fixture("mongoexport-canonical")).await;
     let answer = app.get(ENDPOINT, Some(&admin())).await;
@@ -477,7 +489,7 @@ async fn a_bad_line_anywhere_writes_nothing(db: TestDb) {
         lines[line - 1] = replacement;
         std::fs::write(&path, lines.join("\n")).unwrap();
 
-        let err = read(dir.path()).unwrap_err();
+        let err = import_fault(&store, dir.path()).await;
         let message = err.to_string();
         assert!(
             message.starts_with(&format!("{file} line {line}: ")) && message.contains(reason),
@@ -488,8 +500,53 @@ async fn a_bad_line_anywhere_writes_nothing(db: TestDb) {
                 if f == file && l == line)
         );
     }
-    // Nothing was written: the faults were found before the database was asked.
+    // Nothing was written: the faults in users and permissions were found before the
+    // database was asked, those in operations rolled the transaction back.
     assert_eq!(snapshot(&store).await, empty);
+}
+
+async fn a_bad_operation_late_in_a_large_export_writes_nothing(db: TestDb) {
+    let store = db.open().await;
+    let empty = snapshot(&store).await;
+    let dir = edited_fixture(|_, _| {});
+    const N: usize = 20_000;
+    many_operations(dir.path(), N);
+    let path = dir.path().join("rocketchat_import.json");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Two records before the end: the same _id as the first one.
+    let mut lines: Vec<&str> = text.lines().collect();
+    let first = lines[0].to_owned();
+    lines[N - 2] = &first;
+    text = lines.join("\n");
+    std::fs::write(&path, text).unwrap();
+
+    let err = import_fault(&store, dir.path()).await.to_string();
+    assert_eq!(
+        err,
+        format!(
+            "rocketchat_import.json line {}: _id {:024x} was already used by line 1",
+            N - 1,
+            0x6000_0000_u64
+        )
+    );
+    // Users, permissions and 19 998 operations were written, then rolled back.
+    assert_eq!(snapshot(&store).await, empty);
+}
+
+async fn a_byte_order_mark_is_skipped_in_every_file(db: TestDb) {
+    let store = db.open().await;
+    let dir = edited_fixture(|_, _| {});
+    for file in FILES {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("\u{feff}{text}")).unwrap();
+    }
+    let report = import(&store, dir.path()).await;
+    assert_eq!(report.users, load(2, 0));
+    assert_eq!(report.operations, load(3, 0));
+    assert_eq!(report.permissions.inserted + report.permissions.updated, 5);
+    let docs = store.latest_operations(10).await.unwrap();
+    assert_eq!(format!("[{}]", docs.join(",")), EXPECTED);
 }
 
 async fn a_username_taken_by_a_local_user_writes_nothing(db: TestDb) {
@@ -502,10 +559,8 @@ async fn a_username_taken_by_a_local_user_writes_nothing(db: TestDb) {
             docs[0]["roles"] = json!(["admin", "brand-new-role"]);
         }
     });
-    let err = rocketchat::write(&app.store, &read(dir.path()).unwrap(), &())
-        .await
-        .unwrap_err();
-    let StoreError::Conflict(message) = err else {
+    let err = try_import(&app.store, dir.path()).await.unwrap_err();
+    let ImportError::Store(StoreError::Conflict(message)) = err else {
         panic!("not a conflict: {err:?}");
     };
     assert!(
@@ -913,9 +968,7 @@ async fn a_hundred_thousand_operations_on_sqlite() {
     many_operations(dir.path(), MANY);
 
     let started = Instant::now();
-    let data = read(dir.path()).unwrap();
-    eprintln!("read and checked in {:.2?}", started.elapsed());
-    let report = rocketchat::write(&store, &data, &()).await.unwrap();
+    let report = import(&store, dir.path()).await;
     let elapsed = started.elapsed();
     eprintln!("imported {MANY} operations on SQLite in {elapsed:.2?}");
     assert_eq!(report.operations, load(MANY as u64, 0));

@@ -4,10 +4,11 @@ mod common;
 
 use common::{TestDb, meteor_id, operation};
 use importops::Store;
+use importops::batch::parse_batch;
 use importops::domain::auth::TokenKind;
-use importops::domain::operation::{Operation, parse_batch};
+use importops::domain::operation::Operation;
 use importops::domain::user::{Email, NewUser};
-use importops::store::{ConflictKind, LoadReport, NewSession, Revoke, StoreError};
+use importops::store::{ConflictKind, LoadReport, NewSession, Revoke, StoreError, StreamError};
 use sqlx::Connection;
 
 on_both_backends!(
@@ -26,6 +27,8 @@ on_both_backends!(
     operations_come_newest_first_ties_in_stored_order,
     upserts_count_new_and_replaced,
     operations_are_removed_by_id,
+    streamed_upserts_commit_at_the_end_or_not_at_all,
+    a_bad_record_late_in_a_large_batch_writes_nothing,
     the_latest_query_uses_its_index,
 );
 
@@ -451,6 +454,104 @@ async fn operations_are_removed_by_id(db: TestDb) {
         .unwrap();
     assert!(store.remove_operation(&meteor_id(1)).await.unwrap());
     assert!(!store.remove_operation(&meteor_id(1)).await.unwrap());
+    assert_eq!(store.count_operations().await.unwrap(), 0);
+}
+
+/// Sends `chunks` through a bounded channel, as the batch reader does, then `last` if any.
+fn stream(
+    chunks: Vec<Vec<Operation>>,
+    last: Option<&'static str>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<Operation>, &'static str>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        for chunk in chunks {
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(fault) = last {
+            let _ = tx.send(Err(fault)).await;
+        }
+    });
+    rx
+}
+
+fn chunk(ids: std::ops::Range<usize>, updated_at: &str) -> Vec<Operation> {
+    ops(ids.map(|i| operation(&meteor_id(i), updated_at)).collect())
+}
+
+async fn streamed_upserts_commit_at_the_end_or_not_at_all(db: TestDb) {
+    let store = db.open().await;
+    let day1 = "2022-01-01T00:00:00.000Z";
+    let report = store
+        .upsert_operation_stream(stream(
+            vec![chunk(0..1000, day1), chunk(1000..1500, day1)],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        LoadReport {
+            inserted: 1500,
+            updated: 0
+        }
+    );
+    let before = store.latest_operations(2000).await.unwrap();
+
+    // A fault after chunks were written: none of them stays, the stored ones are unchanged.
+    let day2 = "2022-01-02T00:00:00.000Z";
+    let err = store
+        .upsert_operation_stream(stream(
+            vec![chunk(1000..2000, day2), chunk(2000..2100, day2)],
+            Some("record 2101: bad"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::Input("record 2101: bad")),
+        "{err:?}"
+    );
+    assert_eq!(store.latest_operations(2000).await.unwrap(), before);
+
+    let report = store
+        .upsert_operation_stream(stream(
+            vec![chunk(1000..2000, day2), chunk(2000..2100, day2)],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        LoadReport {
+            inserted: 600,
+            updated: 500
+        }
+    );
+    assert_eq!(store.count_operations().await.unwrap(), 2100);
+    let report = store.upsert_operation_stream(stream(vec![], None)).await;
+    assert_eq!(report.unwrap(), LoadReport::default());
+}
+
+async fn a_bad_record_late_in_a_large_batch_writes_nothing(db: TestDb) {
+    let store = db.open().await;
+    const N: usize = 20_000;
+    let mut text: String = (0..N)
+        .map(|i| operation(&meteor_id(i), "2022-01-01T00:00:00.000Z").to_string() + "\n")
+        .collect();
+    text.push_str("{\"type\":\"CSV\"}\n");
+    let chunks =
+        importops::batch::operation_chunks(std::io::Cursor::new(text), 0, std::sync::Arc::new(()))
+            .unwrap();
+    let err = store.upsert_operation_stream(chunks).await.unwrap_err();
+    let StreamError::Input(err) = err else {
+        panic!("not the input's fault: {err:?}");
+    };
+    assert!(
+        err.to_string()
+            .starts_with(&format!("line {}: importerKey is missing", N + 1)),
+        "{err}"
+    );
     assert_eq!(store.count_operations().await.unwrap(), 0);
 }
 

@@ -5,6 +5,7 @@ mod import;
 mod ops;
 mod output;
 mod permissions;
+mod progress;
 mod serve;
 mod tokens;
 mod users;

@@ -1,14 +1,16 @@
 //! `importops ops ...`: loading, listing and removing import operations.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use clap::Subcommand;
 
 use super::output::{print_json, print_table};
+use super::progress::Bars;
 use super::{CliError, CliResult};
-use crate::domain::operation::parse_batch;
+use crate::batch::{self, BatchError, Progress};
 use crate::domain::time::now_ms;
-use crate::store::Store;
+use crate::store::{LoadReport, Store, StreamError};
 
 #[derive(Debug, Subcommand)]
 pub enum OpsCommand {
@@ -37,27 +39,18 @@ pub enum OpsCommand {
 pub async fn run(store: &Store, cmd: OpsCommand) -> CliResult {
     match cmd {
         OpsCommand::Load { file, json } => {
-            let text = read_input(&file)?;
-            let spinner = Spinner::start("checking the operations");
-            let ops = parse_batch(&text, now_ms());
-            spinner.finish();
-            let ops = ops.map_err(|e| CliError::Usage(format!("nothing was loaded: {e}")))?;
-            let spinner = Spinner::start(&format!("writing {} operations", ops.len()));
-            let report = store.upsert_operations(&ops).await;
-            spinner.finish();
-            let report = report?;
+            let report = load(store, &file).await?;
+            let loaded = report.inserted + report.updated;
             if json {
                 print_json(&serde_json::json!({
-                    "loaded": ops.len(),
+                    "loaded": loaded,
                     "inserted": report.inserted,
                     "replaced": report.updated,
                 }));
             } else {
                 println!(
-                    "loaded {} operations ({} new, {} replaced)",
-                    ops.len(),
-                    report.inserted,
-                    report.updated
+                    "loaded {loaded} operations ({} new, {} replaced)",
+                    report.inserted, report.updated
                 );
             }
         }
@@ -110,33 +103,27 @@ pub async fn run(store: &Store, cmd: OpsCommand) -> CliResult {
     Ok(())
 }
 
-fn read_input(file: &str) -> Result<String, CliError> {
-    let mut text = String::new();
-    let result = if file == "-" {
-        std::io::stdin().read_to_string(&mut text).map(drop)
+/// Streams the operations of `file` (`-`: standard input) into one transaction.
+async fn load(store: &Store, file: &str) -> Result<LoadReport, CliError> {
+    let cannot_read = |e: std::io::Error| CliError::Io(format!("cannot read {file}: {e}"));
+    let (input, size): (Box<dyn Read + Send>, _) = if file == "-" {
+        (Box::new(std::io::stdin()), None)
     } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text).map(drop))
+        let f = std::fs::File::open(file).map_err(cannot_read)?;
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(f), size)
     };
-    result.map_err(|e| CliError::Io(format!("cannot read {file}: {e}")))?;
-    Ok(text)
-}
-
-/// A spinner with a message on stderr while long work runs, only on a terminal.
-struct Spinner(Option<indicatif::ProgressBar>);
-
-impl Spinner {
-    fn start(message: &str) -> Self {
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            return Spinner(None);
-        }
-        let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
-        bar.enable_steady_tick(std::time::Duration::from_millis(100));
-        Spinner(Some(bar))
-    }
-
-    fn finish(self) {
-        if let Some(bar) = self.0 {
-            bar.finish_and_clear();
-        }
-    }
+    let bars = Arc::new(Bars::on_stderr());
+    bars.start(if file == "-" { "standard input" } else { file }, size);
+    let fault = |e: BatchError| match e {
+        BatchError::Io(e) => cannot_read(e),
+        e => CliError::Usage(format!("nothing was loaded: {e}")),
+    };
+    let chunks = batch::operation_chunks(input, now_ms(), bars.clone()).map_err(fault)?;
+    let written = store.upsert_operation_stream(chunks).await;
+    bars.finish();
+    written.map_err(|e| match e {
+        StreamError::Input(e) => fault(e),
+        StreamError::Store(e) => e.into(),
+    })
 }

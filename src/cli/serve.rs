@@ -7,8 +7,8 @@ use tokio::net::TcpListener;
 
 use super::{CliError, CliResult, open};
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::batch::parse_batch;
 use crate::config::Settings;
-use crate::domain::operation::parse_batch;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
 use crate::store::{ConflictKind, Store, StoreError};

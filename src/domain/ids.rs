@@ -27,6 +27,31 @@ pub fn is_document_id(s: &str) -> bool {
     is_meteor_id(s) || is_object_id(s)
 }
 
+/// A document id packed losslessly into 128 bits, so that a million ids seen in one batch take
+/// little memory: a Meteor id at 6 bits a character, an ObjectId at 5 (its hex digits keep
+/// their case, as they are distinct ids), the top bit telling the two apart. `None` for
+/// anything else.
+pub fn pack_document_id(s: &str) -> Option<u128> {
+    if is_meteor_id(s) {
+        Some(s.bytes().fold(0, |acc, b| {
+            let digit = METEOR_ALPHABET.iter().position(|&a| a == b).unwrap_or(0);
+            acc << 6 | digit as u128
+        }))
+    } else if is_object_id(s) {
+        let packed = s.bytes().fold(0u128, |acc, b| {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => b - b'A' + 16,
+            };
+            acc << 5 | u128::from(digit)
+        });
+        Some(1 << 127 | packed)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +75,25 @@ mod tests {
             "0 is not in Meteor's alphabet"
         );
         assert!(!is_document_id(""));
+    }
+
+    #[test]
+    fn packed_ids_differ_when_the_ids_do() {
+        let ids = [
+            "MJxTRZsYdho8Ww2qq",
+            "MJxTRZsYdho8Ww2qr",
+            "22222222222222222",
+            "zzzzzzzzzzzzzzzzz",
+            "64d69545ee8ae821983005f5",
+            "64D69545EE8AE821983005F5",
+            "000000000000000000000000",
+            "ffffffffffffffffffffffff",
+            "FFFFFFFFFFFFFFFFFFFFFFFF",
+        ];
+        let packed: std::collections::HashSet<u128> =
+            ids.iter().map(|id| pack_document_id(id).unwrap()).collect();
+        assert_eq!(packed.len(), ids.len());
+        assert_eq!(pack_document_id("short"), None);
+        assert_eq!(pack_document_id("MJxTRZsYdho8Ww2q0"), None);
     }
 }

@@ -202,56 +202,6 @@ pub fn revise(
     Operation::from_document(value, now_ms)
 }
 
-/// Parses a batch of operations: a JSON array, or one JSON document per line (JSON lines, as
-/// `mongoexport` writes). Extended JSON wrappers are accepted. The first bad record fails the
-/// whole batch, with its position and the reason; so does an `_id` given twice.
-pub fn parse_batch(text: &str, now_ms: i64) -> Result<Vec<Operation>, InvalidOperation> {
-    let mut batch = Batch::default();
-    if text.trim_start().starts_with('[') {
-        let values: Vec<Value> = serde_json::from_str(text)
-            .map_err(|e| invalid(format!("the input is not a valid JSON array ({e})")))?;
-        for (i, value) in values.into_iter().enumerate() {
-            batch.push(format!("record {}", i + 1), value, now_ms)?;
-        }
-    } else {
-        // One line at a time, so a large file never holds all its parsed documents at once.
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let value = serde_json::from_str(line)
-                .map_err(|e| invalid(format!("line {}: not a valid JSON document ({e})", i + 1)))?;
-            batch.push(format!("line {}", i + 1), value, now_ms)?;
-        }
-    }
-    Ok(batch.ops)
-}
-
-/// Operations checked so far, and where each `_id` was first seen.
-#[derive(Default)]
-struct Batch {
-    ops: Vec<Operation>,
-    seen: std::collections::HashMap<String, String>,
-}
-
-impl Batch {
-    fn push(&mut self, place: String, value: Value, now_ms: i64) -> Result<(), InvalidOperation> {
-        let op = super::ejson::to_plain(value)
-            .map_err(InvalidOperation)
-            .and_then(|v| Operation::from_document(v, now_ms))
-            .map_err(|e| invalid(format!("{place}: {e}")))?;
-        if let Some(first) = self.seen.get(&op.id) {
-            return Err(invalid(format!(
-                "{place}: _id {} was already used by {first}",
-                op.id
-            )));
-        }
-        self.seen.insert(op.id.clone(), place);
-        self.ops.push(op);
-        Ok(())
-    }
-}
-
 fn date_field(v: &Value, key: &str) -> Result<i64, InvalidOperation> {
     v.as_str()
         .and_then(parse_iso_ms)
@@ -344,47 +294,6 @@ mod tests {
                 .ends_with(r#""_updatedAt":"2021-10-27T11:26:24.430Z","extra":1,"added":2}"#),
             "{}",
             revised.doc
-        );
-    }
-
-    #[test]
-    fn batches_are_arrays_or_json_lines() {
-        let array = r#"[{"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}]"#;
-        let lines = "\n{\"type\":\"A\",\"importerKey\":\"csv\",\"status\":\"importer_new\",\"valid\":true,\"user\":\"u\",\"ts\":{\"$date\":{\"$numberLong\":\"0\"}}}\n";
-        assert_eq!(parse_batch(array, 0).unwrap()[0].id, "MJxTRZsYdho8Ww2qq");
-        let ops = parse_batch(lines, 0).unwrap();
-        assert!(ops[0].doc.contains(r#""ts":"1970-01-01T00:00:00.000Z""#));
-        assert_eq!(parse_batch("", 0).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn a_bad_batch_names_the_record() {
-        let twice = r#"[{"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"},
-            {"_id":"MJxTRZsYdho8Ww2qq","type":"A","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}]"#;
-        assert!(
-            parse_batch(twice, 0)
-                .unwrap_err()
-                .0
-                .starts_with("record 2: _id")
-        );
-        let bad_line = "{\"type\":1}\n";
-        assert!(
-            parse_batch(bad_line, 0)
-                .unwrap_err()
-                .0
-                .starts_with("line 1: type")
-        );
-        assert!(
-            parse_batch("{nope", 0)
-                .unwrap_err()
-                .0
-                .starts_with("line 1: not a valid JSON")
-        );
-        assert!(
-            parse_batch("[1,", 0)
-                .unwrap_err()
-                .0
-                .contains("not a valid JSON array")
         );
     }
 

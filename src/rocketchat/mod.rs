@@ -1,24 +1,28 @@
 //! Loading a Rocket.Chat export made with `mongoexport` (COMPAT section 7).
 //!
 //! A directory holds up to three files, one MongoDB Extended JSON document a line (relaxed or
-//! canonical; `--jsonArray` output is read too): `users.json`, `rocketchat_permissions.json`
-//! and `rocketchat_import.json`. `read_export` reads and checks all of them before anything is
-//! written, and names the file, the line and the reason of the first fault; `write` then
-//! stores everything in one transaction (`Store::import_rocketchat`). Importing the same
-//! export again changes nothing; a newer export replaces what an older one brought.
+//! canonical; `--jsonArray` output is read too), read by the one batch reader (`batch`):
+//! `users.json`, `rocketchat_permissions.json` and `rocketchat_import.json`. `read_export`
+//! reads and checks the users and permissions before anything is written, naming the file,
+//! the line and the reason of the first fault; `write` then stores everything in one
+//! transaction (`Store::import_rocketchat`), the operations read and checked as they are
+//! written, so that a fault there rolls it all back. Importing the same export again changes
+//! nothing; a newer export replaces what an older one brought.
 
 mod users;
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::domain::ejson::to_plain;
-use crate::domain::operation::Operation;
-use crate::store::{ImportReport, RocketchatImport, Store, StoreError};
+use crate::batch::{self, BatchError, read_records};
+use crate::store::{ImportReport, RocketchatImport, Store, StoreError, StreamError};
 
+pub use crate::batch::{Place, Progress};
 pub use users::parse_user;
 
 /// `mongoexport --collection users`.
@@ -27,35 +31,6 @@ pub const USERS_FILE: &str = "users.json";
 pub const PERMISSIONS_FILE: &str = "rocketchat_permissions.json";
 /// `mongoexport --collection rocketchat_import`.
 pub const OPERATIONS_FILE: &str = "rocketchat_import.json";
-
-/// Told how far reading and writing an export went (the command line draws progress bars).
-pub trait Progress: Sync {
-    /// A new step of `total` items begins: the records of a file, or the rows to write.
-    fn start(&self, _step: &str, _total: u64) {}
-    /// `n` more items of the current step are done.
-    fn advance(&self, _n: u64) {}
-}
-
-/// No progress to show.
-impl Progress for () {}
-
-/// Where a record is in its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    /// A line of JSON lines (1-based).
-    Line(usize),
-    /// An element of a JSON array (1-based).
-    Record(usize),
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Place::Line(n) => write!(f, "line {n}"),
-            Place::Record(n) => write!(f, "record {n}"),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -82,13 +57,32 @@ pub enum ExportError {
     },
 }
 
-/// Reads and checks the export in `dir`; nothing is written. A missing file is an empty
-/// collection, but at least one of the three must be there.
+/// Why an import wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An export whose users and permissions are read and checked; its operations file is open,
+/// to be read while it is written.
+#[derive(Debug)]
+pub struct Export {
+    pub data: RocketchatImport,
+    operations: Option<(PathBuf, File)>,
+    now_ms: i64,
+}
+
+/// Reads and checks the users and permissions of the export in `dir`, and opens its
+/// operations; nothing is written. A missing file is an empty collection, but at least one of
+/// the three must be there.
 pub fn read_export(
     dir: &Path,
     now_ms: i64,
     progress: &dyn Progress,
-) -> Result<RocketchatImport, ExportError> {
+) -> Result<Export, ExportError> {
     let meta = std::fs::metadata(dir).map_err(|source| ExportError::Read {
         path: dir.to_owned(),
         source,
@@ -96,82 +90,147 @@ pub fn read_export(
     if !meta.is_dir() {
         return Err(ExportError::NotADirectory(dir.to_owned()));
     }
-    let users = read_optional(dir, USERS_FILE)?;
-    let permissions = read_optional(dir, PERMISSIONS_FILE)?;
-    let operations = read_optional(dir, OPERATIONS_FILE)?;
+    let users = open_optional(dir, USERS_FILE)?;
+    let permissions = open_optional(dir, PERMISSIONS_FILE)?;
+    let operations = open_optional(dir, OPERATIONS_FILE)?;
     if users.is_none() && permissions.is_none() && operations.is_none() {
         return Err(ExportError::Empty(dir.to_owned()));
     }
-    Ok(RocketchatImport {
-        users: match users {
-            Some(text) => parse_users(&text, now_ms, progress)?,
-            None => Vec::new(),
+    Ok(Export {
+        data: RocketchatImport {
+            users: match users {
+                Some((path, file)) => {
+                    progress.start(USERS_FILE, size(&file));
+                    parse_users(&path, file, now_ms, progress)?
+                }
+                None => Vec::new(),
+            },
+            permissions: match permissions {
+                Some((path, file)) => {
+                    progress.start(PERMISSIONS_FILE, size(&file));
+                    parse_permissions(&path, file, progress)?
+                }
+                None => Vec::new(),
+            },
         },
-        permissions: match permissions {
-            Some(text) => parse_permissions(&text, progress)?,
-            None => Vec::new(),
-        },
-        operations: match operations {
-            Some(text) => parse_operations(&text, now_ms, progress)?,
-            None => Vec::new(),
-        },
+        operations,
+        now_ms,
     })
 }
 
-/// Writes a checked export in one transaction.
+/// Writes a checked export in one transaction, its operations read and checked as they go.
 pub async fn write(
     store: &Store,
-    data: &RocketchatImport,
-    progress: &dyn Progress,
-) -> Result<ImportReport, StoreError> {
-    let rows = data.users.len() + data.permissions.len() + data.operations.len();
-    progress.start("writing", rows as u64);
+    export: Export,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport, ImportError> {
+    let (path, chunks) = match export.operations {
+        Some((path, file)) => {
+            progress.start(OPERATIONS_FILE, size(&file));
+            let chunks = batch::operation_chunks(file, export.now_ms, progress)
+                .map_err(|e| fault(OPERATIONS_FILE, &path, e))?;
+            (path, chunks)
+        }
+        None => {
+            // No operations: a channel closed at once.
+            let (_, chunks) = tokio::sync::mpsc::channel(1);
+            (PathBuf::new(), chunks)
+        }
+    };
     store
-        .import_rocketchat(data, &|n| progress.advance(n))
+        .import_rocketchat(&export.data, chunks)
         .await
+        .map_err(|e| match e {
+            StreamError::Input(e) => fault(OPERATIONS_FILE, &path, e).into(),
+            StreamError::Store(e) => e.into(),
+        })
 }
 
-fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, ExportError> {
+fn open_optional(dir: &Path, file: &str) -> Result<Option<(PathBuf, File)>, ExportError> {
     let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
+    match File::open(&path) {
+        Ok(f) => Ok(Some((path, f))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ExportError::Read { path, source }),
     }
 }
 
+fn size(file: &File) -> Option<u64> {
+    file.metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+/// A batch reader's fault as the export's.
+fn fault(file: &'static str, path: &Path, e: BatchError) -> ExportError {
+    match e {
+        BatchError::Io(source) => ExportError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        BatchError::NotAnArray(reason) => ExportError::Invalid {
+            file,
+            place: None,
+            reason: format!("not a valid JSON array ({reason})"),
+        },
+        BatchError::Record { place, reason } => ExportError::Invalid {
+            file,
+            place: Some(place),
+            reason,
+        },
+    }
+}
+
+/// Every record of one of the export's files, converted by `convert`; the first fault in file
+/// order fails the file.
+fn collect<T>(
+    file: &'static str,
+    path: &Path,
+    input: impl Read,
+    progress: &dyn Progress,
+    mut convert: impl FnMut(Place, Value) -> Result<T, String>,
+) -> Result<Vec<T>, ExportError> {
+    let mut out = Vec::new();
+    read_records(input, progress, |place, value| {
+        out.push(convert(place, value)?);
+        Ok(())
+    })
+    .map_err(|e| fault(file, path, e))?;
+    Ok(out)
+}
+
 /// `users.json`: users by `_id`, with their passwords and tokens.
-pub fn parse_users(
-    text: &str,
+fn parse_users(
+    path: &Path,
+    input: impl Read,
     now_ms: i64,
     progress: &dyn Progress,
 ) -> Result<Vec<crate::store::ImportedUser>, ExportError> {
-    let records = records(USERS_FILE, text, progress, |value| {
-        parse_user(value, now_ms)
-    })?;
-    let mut ids: HashMap<&str, Place> = HashMap::with_capacity(records.len());
-    let mut usernames: HashMap<&str, Place> = HashMap::with_capacity(records.len());
-    for (place, user) in &records {
-        if let Some(first) = ids.insert(&user.id, *place) {
-            let reason = format!("_id {:?} was already used by {first}", user.id);
-            return Err(invalid(USERS_FILE, *place, reason));
+    let mut ids = HashMap::new();
+    let mut usernames = HashMap::new();
+    collect(USERS_FILE, path, input, progress, |place, value| {
+        let user = parse_user(value, now_ms)?;
+        if let Some(first) = ids.insert(user.id.clone(), place) {
+            return Err(format!("_id {:?} was already used by {first}", user.id));
         }
         if let Some(name) = &user.username {
-            if let Some(first) = usernames.insert(name, *place) {
-                let reason = format!("username {name:?} was already used by {first}");
-                return Err(invalid(USERS_FILE, *place, reason));
+            if let Some(first) = usernames.insert(name.clone(), place) {
+                return Err(format!("username {name:?} was already used by {first}"));
             }
         }
-    }
-    Ok(records.into_iter().map(|(_, user)| user).collect())
+        Ok(user)
+    })
 }
 
 /// `rocketchat_permissions.json`: `{_id, roles}`; other fields are ignored.
-pub fn parse_permissions(
-    text: &str,
+fn parse_permissions(
+    path: &Path,
+    input: impl Read,
     progress: &dyn Progress,
 ) -> Result<Vec<(String, Vec<String>)>, ExportError> {
-    let records = records(PERMISSIONS_FILE, text, progress, |value| {
+    let mut ids = HashMap::new();
+    collect(PERMISSIONS_FILE, path, input, progress, |place, value| {
         let Value::Object(mut doc) = value else {
             return Err("the record is not a JSON object".into());
         };
@@ -181,142 +240,36 @@ pub fn parse_permissions(
             Some(_) => return Err("roles is not a list".into()),
             None => return Err("roles is missing".into()),
         };
+        if let Some(first) = ids.insert(id.clone(), place) {
+            return Err(format!("_id {id:?} was already used by {first}"));
+        }
         Ok((id, roles))
-    })?;
-    let mut ids: HashMap<&str, Place> = HashMap::with_capacity(records.len());
-    for (place, (id, _)) in &records {
-        if let Some(first) = ids.insert(id, *place) {
-            let reason = format!("_id {id:?} was already used by {first}");
-            return Err(invalid(PERMISSIONS_FILE, *place, reason));
-        }
-    }
-    Ok(records.into_iter().map(|(_, p)| p).collect())
-}
-
-/// `rocketchat_import.json`: every operation with all its fields, in Rocket.Chat's order.
-pub fn parse_operations(
-    text: &str,
-    now_ms: i64,
-    progress: &dyn Progress,
-) -> Result<Vec<Operation>, ExportError> {
-    let records = records(OPERATIONS_FILE, text, progress, |value| {
-        Operation::from_document(to_plain(value)?, now_ms).map_err(|e| e.0)
-    })?;
-    let mut ids: HashMap<&str, Place> = HashMap::with_capacity(records.len());
-    for (place, op) in &records {
-        if let Some(first) = ids.insert(&op.id, *place) {
-            let reason = format!("_id {} was already used by {first}", op.id);
-            return Err(invalid(OPERATIONS_FILE, *place, reason));
-        }
-    }
-    Ok(records.into_iter().map(|(_, op)| op).collect())
-}
-
-fn invalid(file: &'static str, place: Place, reason: String) -> ExportError {
-    ExportError::Invalid {
-        file,
-        place: Some(place),
-        reason,
-    }
-}
-
-/// How many records go by between two progress reports.
-const PROGRESS_EVERY: u64 = 1_024;
-/// From this many records on, they are converted on several threads.
-const PARALLEL_FROM: usize = 4_096;
-
-/// A record before it is parsed: a line of JSON lines, or an element of a JSON array.
-enum Source<'a> {
-    Line(&'a str),
-    Parsed(Value),
-}
-
-/// Converts every document of `text` (JSON lines, blank lines skipped, or one JSON array) with
-/// `convert`, in file order; the first fault in file order fails the whole file, naming its
-/// place. Many records are converted on several threads.
-fn records<T: Send>(
-    file: &'static str,
-    text: &str,
-    progress: &dyn Progress,
-    convert: impl Fn(Value) -> Result<T, String> + Sync,
-) -> Result<Vec<(Place, T)>, ExportError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let sources: Vec<(Place, Source<'_>)> = if text.trim_start().starts_with('[') {
-        let values: Vec<Value> = serde_json::from_str(text).map_err(|e| ExportError::Invalid {
-            file,
-            place: None,
-            reason: format!("not a valid JSON array ({e})"),
-        })?;
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (Place::Record(i + 1), Source::Parsed(v)))
-            .collect()
-    } else {
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| (Place::Line(i + 1), Source::Line(line)))
-            .collect()
-    };
-    progress.start(file, sources.len() as u64);
-
-    let convert_all = |chunk: Vec<(Place, Source<'_>)>| -> Result<Vec<(Place, T)>, ExportError> {
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut pending = 0;
-        for (place, source) in chunk {
-            let value = match source {
-                Source::Parsed(value) => value,
-                Source::Line(line) => serde_json::from_str(line).map_err(|e| {
-                    invalid(file, place, format!("not a valid JSON document ({e})"))
-                })?,
-            };
-            out.push((place, convert(value).map_err(|r| invalid(file, place, r))?));
-            pending += 1;
-            if pending == PROGRESS_EVERY {
-                progress.advance(pending);
-                pending = 0;
-            }
-        }
-        progress.advance(pending);
-        Ok(out)
-    };
-
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if sources.len() < PARALLEL_FROM || threads == 1 {
-        return convert_all(sources);
-    }
-    let chunk_len = sources.len().div_ceil(threads);
-    let mut rest = sources.into_iter();
-    let chunks: Vec<Vec<_>> = std::iter::from_fn(|| {
-        let chunk: Vec<_> = rest.by_ref().take(chunk_len).collect();
-        (!chunk.is_empty()).then_some(chunk)
     })
-    .collect();
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(|| convert_all(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    // Each chunk stopped at its own first fault: the first failed chunk has the file's first.
-    let mut out = Vec::new();
-    for result in results {
-        out.extend(result?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn permissions(text: &str) -> Result<Vec<(String, Vec<String>)>, ExportError> {
+        parse_permissions(Path::new(PERMISSIONS_FILE), text.as_bytes(), &())
+    }
+
+    /// The operations of `text` as `write` reads them, or the first fault.
+    fn operations(text: impl AsRef<[u8]>) -> Result<usize, ExportError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let input = std::io::Cursor::new(text.as_ref().to_vec());
+        let mut chunks = batch::operation_chunks(input, 0, Arc::new(())).unwrap();
+        let mut n = 0;
+        while let Some(chunk) = runtime.block_on(chunks.recv()) {
+            n += chunk
+                .map_err(|e| fault(OPERATIONS_FILE, Path::new(OPERATIONS_FILE), e))?
+                .len();
+        }
+        Ok(n)
+    }
 
     #[test]
     fn json_lines_and_arrays_give_the_same_permissions() {
@@ -330,46 +283,56 @@ mod tests {
             ),
             ("x".to_owned(), vec![]),
         ];
-        assert_eq!(parse_permissions(lines, &()).unwrap(), expected);
-        assert_eq!(parse_permissions(array, &()).unwrap(), expected);
+        assert_eq!(permissions(lines).unwrap(), expected);
+        assert_eq!(permissions(array).unwrap(), expected);
+        assert_eq!(permissions(&format!("\u{feff}{lines}")).unwrap(), expected);
     }
 
     #[test]
     fn faults_name_the_file_and_the_place() {
         let twice = "{\"_id\":\"a\",\"roles\":[]}\n{\"_id\":\"a\",\"roles\":[]}\n";
         assert_eq!(
-            parse_permissions(twice, &()).unwrap_err().to_string(),
+            permissions(twice).unwrap_err().to_string(),
             "rocketchat_permissions.json line 2: _id \"a\" was already used by line 1"
         );
-        let err = parse_permissions("\n{\"_id\":\"a\"}", &()).unwrap_err();
+        let err = permissions("\n{\"_id\":\"a\"}").unwrap_err();
         assert_eq!(
             err.to_string(),
             "rocketchat_permissions.json line 2: roles is missing"
         );
-        let err = parse_operations("{nope\n", 0, &()).unwrap_err().to_string();
+        let err = operations("{nope\n").unwrap_err().to_string();
         assert!(
             err.starts_with("rocketchat_import.json line 1: not a valid JSON document"),
             "{err}"
         );
-        let err = parse_operations("[{},", 0, &()).unwrap_err().to_string();
+        let err = operations("[{},").unwrap_err().to_string();
         assert!(
             err.starts_with("rocketchat_import.json: not a valid JSON array"),
             "{err}"
         );
-        let err = parse_operations("[{\"type\":\"x\"}]", 0, &())
-            .unwrap_err()
-            .to_string();
+        let err = operations("[{\"type\":\"x\"}]").unwrap_err().to_string();
         assert!(
             err.starts_with("rocketchat_import.json record 1: importerKey is missing"),
             "{err}"
         );
+        let op = r#"{"_id":{"$oid":"64d69545ee8ae821983005f5"},"type":"CSV","importerKey":"csv","status":"importer_new","valid":true,"user":"u"}"#;
+        assert_eq!(operations(format!("\u{feff}{op}\n")).unwrap(), 1);
+        let err = operations(format!("{op}\n\n{op}\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "rocketchat_import.json line 3: _id 64d69545ee8ae821983005f5 was already used by line 1"
+        );
+        let err = operations(b"{}\n\xff").unwrap_err();
+        assert!(matches!(err, ExportError::Read { .. }), "{err}");
     }
 
     #[test]
     fn many_records_keep_their_order_and_the_first_fault_wins() {
         let line = |i: usize| format!("{{\"_id\":\"p{i}\",\"roles\":[\"r{i}\"]}}");
         let mut lines: Vec<String> = (0..10_000).map(line).collect();
-        let parsed = parse_permissions(&lines.join("\n"), &()).unwrap();
+        let parsed = permissions(&lines.join("\n")).unwrap();
         assert_eq!(parsed.len(), 10_000);
         assert!(
             parsed
@@ -381,38 +344,17 @@ mod tests {
         lines[9_000] = "{".into();
         lines[7_000] = "{\"_id\":\"p7000\"}".into();
         lines[9_500] = line(10);
-        let err = parse_permissions(&lines.join("\n"), &()).unwrap_err();
+        let err = permissions(&lines.join("\n")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "rocketchat_permissions.json line 7001: roles is missing"
         );
         lines[7_000] = line(7_000);
         lines[9_000] = line(9_000);
-        let err = parse_permissions(&lines.join("\n"), &()).unwrap_err();
+        let err = permissions(&lines.join("\n")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "rocketchat_permissions.json line 9501: _id \"p10\" was already used by line 11"
         );
-    }
-
-    #[test]
-    fn progress_counts_every_record() {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        struct Count(AtomicU64, AtomicU64);
-        impl Progress for Count {
-            fn start(&self, _: &str, total: u64) {
-                self.0.store(total, Ordering::Relaxed);
-            }
-            fn advance(&self, n: u64) {
-                self.1.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        let text: String = (0..12_500)
-            .map(|i| format!("{{\"_id\":\"p{i}\",\"roles\":[]}}\n"))
-            .collect();
-        let count = Count(AtomicU64::new(0), AtomicU64::new(0));
-        assert_eq!(parse_permissions(&text, &count).unwrap().len(), 12_500);
-        assert_eq!(count.0.load(Ordering::Relaxed), 12_500);
-        assert_eq!(count.1.load(Ordering::Relaxed), 12_500);
     }
 }

@@ -3,24 +3,23 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::operations::{count_rows, write_operations};
+use super::operations::{count_rows, write_operation_stream};
 use super::users::{email_key, insert_roles};
 use super::{
-    CHUNK_ROWS, Conflict, ConflictKind, LoadReport, Store, StoreError, encode_list, in_write,
-    insert_values, placeholders, unique_violation,
+    CHUNK_ROWS, Conflict, ConflictKind, LoadReport, OperationChunks, Store, StoreError,
+    StreamError, encode_list, in_write, insert_values, placeholders, unique_violation,
 };
 use crate::domain::auth::TokenKind;
-use crate::domain::operation::Operation;
 use crate::domain::time::now_ms;
 
-/// A Rocket.Chat export ready to be written by `Store::import_rocketchat` (`rocketchat`
-/// reads and checks one).
+/// The users and permissions of a Rocket.Chat export, ready to be written by
+/// `Store::import_rocketchat` with the export's operations (`rocketchat` reads and checks
+/// them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RocketchatImport {
     pub users: Vec<ImportedUser>,
     /// `(permission, roles)`, inserted or replaced.
     pub permissions: Vec<(String, Vec<String>)>,
-    pub operations: Vec<Operation>,
 }
 
 /// A Rocket.Chat user, inserted or replaced by `_id`, with the tokens that replace its sessions.
@@ -67,15 +66,15 @@ const RACE: &str = "two users would hold one username or e-mail address (compare
 
 impl Store {
     /// Writes a Rocket.Chat export in one transaction: roles, users (by `_id`; their sessions
-    /// replaced by the export's tokens, their e-mail addresses by the export's), permissions
-    /// and operations (by `_id`). A username or e-mail address held by a local user outside
-    /// the export is a `Conflict`, and nothing is written. `progress` is told how many users,
-    /// permissions and operations each step wrote.
-    pub async fn import_rocketchat(
+    /// replaced by the export's tokens, their e-mail addresses by the export's), permissions,
+    /// then the operations (by `_id`) as their chunks arrive. A username or e-mail address held
+    /// by a local user outside the export is a `Conflict`, and nothing is written; so is an
+    /// `Err` chunk.
+    pub async fn import_rocketchat<E>(
         &self,
         data: &RocketchatImport,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<ImportReport, StoreError> {
+        operations: OperationChunks<E>,
+    ) -> Result<ImportReport, StreamError<E>> {
         let now = now_ms();
         let roles: BTreeSet<&str> = data
             .users
@@ -104,7 +103,7 @@ impl Store {
             .flat_map(|u| u.tokens.iter().map(move |t| (u.id.as_str(), t)))
             .collect();
 
-        in_write!(self, |tx| {
+        in_write!(self, |tx| -> StreamError<E> {
             insert_roles!(tx, roles.into_iter().collect());
 
             // A username held by a local user that the export does not describe: refuse it all.
@@ -129,10 +128,10 @@ impl Store {
                         .find(|(_, name)| name.eq_ignore_ascii_case(&held))
                         .copied()
                         .unwrap_or(("?", held.as_str()));
-                    return Err(conflict(format!(
+                    return Err(StreamError::Store(conflict(format!(
                         "the username {username:?} of the exported user {export_id} is already \
                          taken by the local user {local_id}; nothing was imported"
-                    )));
+                    ))));
                 }
             }
             // Usernames and addresses may move between the imported users: free theirs first,
@@ -171,10 +170,10 @@ impl Store {
                 let held: Option<(String, String)> = query.fetch_optional(&mut *tx).await?;
                 if let Some((key, local_id)) = held {
                     let (address, export_id) = owners[key.as_str()];
-                    return Err(conflict(format!(
+                    return Err(StreamError::Store(conflict(format!(
                         "the e-mail address {address:?} of the exported user {export_id} is \
                          already taken by the local user {local_id}; nothing was imported"
-                    )));
+                    ))));
                 }
             }
 
@@ -216,7 +215,6 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unique_violation(e, ConflictKind::Import, "", RACE))?;
-                progress(chunk.len() as u64);
             }
             let after = count_rows!(tx, "users");
             for chunk in emails.chunks(CHUNK_ROWS) {
@@ -265,23 +263,17 @@ impl Store {
                     query = query.bind(id.as_str()).bind(encode_list(roles)).bind(now);
                 }
                 query.execute(&mut *tx).await?;
-                progress(chunk.len() as u64);
             }
             let after = count_rows!(tx, "permissions");
             let permissions = LoadReport::counted(data.permissions.len(), before, after);
 
             // Operations in file order; a replaced one keeps its `seq`.
-            let before = count_rows!(tx, "import_operations");
-            for chunk in data.operations.chunks(CHUNK_ROWS) {
-                write_operations!(tx, chunk);
-                progress(chunk.len() as u64);
-            }
-            let after = count_rows!(tx, "import_operations");
+            let operations = write_operation_stream!(tx, operations);
             ImportReport {
                 users,
                 tokens: tokens.len() as u64,
                 permissions,
-                operations: LoadReport::counted(data.operations.len(), before, after),
+                operations,
             }
         })
     }

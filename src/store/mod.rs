@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::domain::auth::TokenKind;
+use crate::domain::operation::Operation;
 
 pub use import::{ImportReport, ImportedToken, ImportedUser, RocketchatImport};
 pub use permissions::Permission;
@@ -140,6 +141,25 @@ fn unique_violation(
     }
 }
 
+/// Chunks of operations in input order, for a streamed write: the write commits when the
+/// channel closes, and an `Err` item rolls it back.
+pub type OperationChunks<E> = tokio::sync::mpsc::Receiver<Result<Vec<Operation>, E>>;
+
+/// Why a streamed write failed: the input (the `Err` item it sent), or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError<E> {
+    #[error("{0}")]
+    Input(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<E> From<sqlx::Error> for StreamError<E> {
+    fn from(err: sqlx::Error) -> Self {
+        StreamError::Store(err.into())
+    }
+}
+
 /// Which backend a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -228,12 +248,16 @@ macro_rules! with_pool {
 /// whatever the outcome. Every statement that writes runs inside this macro: it is the one
 /// path that tells this process's cache about its own writes. A `?` in the body rolls back.
 macro_rules! in_write {
-    ($store:expr, |$tx:ident| $body:expr) => {{
+    ($store:expr, |$tx:ident| $body:expr) => {
+        $crate::store::in_write!($store, |$tx| -> $crate::store::StoreError { $body })
+    };
+    // With the error type the body returns (one that `StoreError` and `sqlx::Error` convert to).
+    ($store:expr, |$tx:ident| -> $error:ty $body:block) => {{
         let store: &$crate::store::Store = &$store;
-        let result: Result<_, $crate::store::StoreError> = match &store.engine {
+        let result: Result<_, $error> = match &store.engine {
             $crate::store::Engine::Sqlite(db) => {
                 async {
-                    let mut $tx = db.begin_write().await?;
+                    let mut $tx = db.begin_write().await.map_err(<$error>::from)?;
                     let out = $body;
                     $tx.commit().await?;
                     Ok(out)
@@ -242,7 +266,7 @@ macro_rules! in_write {
             }
             $crate::store::Engine::Postgres(db) => {
                 async {
-                    let mut $tx = db.begin_write().await?;
+                    let mut $tx = db.begin_write().await.map_err(<$error>::from)?;
                     let out = $body;
                     $tx.commit().await?;
                     Ok(out)

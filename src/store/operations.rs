@@ -1,7 +1,7 @@
 //! Import operations: documents kept as JSON text (so both backends return the same bytes),
 //! with the fields that queries sort and filter on in columns of their own.
 
-use super::{LoadReport, Store, StoreError, in_write, with_pool};
+use super::{LoadReport, OperationChunks, Store, StoreError, StreamError, in_write, with_pool};
 use crate::domain::operation::Operation;
 
 /// Inserts or replaces one chunk of operations by `_id`, in their order, inside a write
@@ -32,6 +32,27 @@ macro_rules! write_operations {
     }};
 }
 pub(super) use write_operations;
+
+/// Writes the chunks `$chunks` (an `OperationChunks`) sends, in a write transaction whose
+/// error type is a `StreamError`, until the channel closes; an `Err` chunk stops it (and the
+/// transaction rolls back). The `LoadReport` counts the rows once, not per chunk.
+macro_rules! write_operation_stream {
+    ($tx:ident, $chunks:expr) => {{
+        let mut chunks = $chunks;
+        let before = $crate::store::operations::count_rows!($tx, "import_operations");
+        let mut n = 0;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.map_err($crate::store::StreamError::Input)?;
+            for rows in chunk.chunks($crate::store::CHUNK_ROWS) {
+                $crate::store::operations::write_operations!($tx, rows);
+            }
+            n += chunk.len();
+        }
+        let after = $crate::store::operations::count_rows!($tx, "import_operations");
+        $crate::store::LoadReport::counted(n, before, after)
+    }};
+}
+pub(super) use write_operation_stream;
 
 /// How many rows a table has, inside a transaction (for `LoadReport`s).
 macro_rules! count_rows {
@@ -129,6 +150,17 @@ impl Store {
             }
             let after = count_rows!(tx, "import_operations");
             LoadReport::counted(ops.len(), before, after)
+        })
+    }
+
+    /// `upsert_operations` for chunks that arrive while the transaction is open: all of them
+    /// or nothing. The ids must be distinct across chunks (callers check).
+    pub async fn upsert_operation_stream<E>(
+        &self,
+        chunks: OperationChunks<E>,
+    ) -> Result<LoadReport, StreamError<E>> {
+        in_write!(self, |tx| -> StreamError<E> {
+            write_operation_stream!(tx, chunks)
         })
     }
 

@@ -291,9 +291,8 @@ impl TestApp {
 
     /// Loads a JSON array or JSON lines of operations through the same path as `ops load`.
     pub async fn load(&self, text: &str) {
-        let ops =
-            importops::domain::operation::parse_batch(text, importops::domain::time::now_ms())
-                .expect("valid operations");
+        let ops = importops::batch::parse_batch(text, importops::domain::time::now_ms())
+            .expect("valid operations");
         self.store
             .upsert_operations(&ops)
             .await
