@@ -1,4 +1,4 @@
-//! The HTTP API against COMPAT sections 1-3 and 6, through the real router, on SQLite and on
+//! The HTTP API against docs/compatibility.md sections 1-3 and 6, through the real router, on SQLite and on
 //! Postgres.
 
 mod common;

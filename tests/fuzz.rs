@@ -9,7 +9,7 @@
 //! - the body is JSON with `Content-Type: application/json` and `Cache-Control: no-store`
 //!   (a HEAD answer has no body; the dashboard, the docs page and `/metrics` are not JSON);
 //!   every non-200 is an object with `"success": false` and a string `"error"`, the fixed
-//!   error bodies are Rocket.Chat's (COMPAT sections 2, 3, 5, 6), a Rocket.Chat success is a
+//!   error bodies are Rocket.Chat's (docs/compatibility.md, sections 2, 3, 5, 6), a Rocket.Chat success is a
 //!   bare array or has `"success": true`;
 //! - the answer, body included, comes within `REQUEST_TIMEOUT` (otherwise: a hang);
 //! - headers over 32 KiB in all get 431, and only they; a body announced (`Content-Length`)
@@ -53,7 +53,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 // ---------------------------------------------------------------------------------------------
-// What the server promises (src/http/limits.rs, src/http/body.rs, COMPAT.md).
+// What the server promises (src/http/limits.rs, src/http/body.rs, docs/compatibility.md).
 
 /// Headers (names and values) larger than this in all get 431.
 const MAX_HEADER_BYTES: usize = 32 * 1024;

@@ -1,4 +1,4 @@
-//! `import-rocketchat`: a Rocket.Chat export made with mongoexport (COMPAT section 7), read,
+//! `import-rocketchat`: a Rocket.Chat export made with mongoexport (docs/compatibility.md, section 7), read,
 //! written and then served, on SQLite and on Postgres; the command line and the 100 000
 //! operation load on SQLite.
 

@@ -1,4 +1,4 @@
-//! COMPAT section 4 (the other routes) and section 5 (the rate limiter), through the router,
+//! docs/compatibility.md section 4 (the other routes) and section 5 (the rate limiter), through the router,
 //! on SQLite and on Postgres.
 
 mod common;

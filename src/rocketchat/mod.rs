@@ -1,4 +1,4 @@
-//! Loading a Rocket.Chat export made with `mongoexport` (COMPAT section 7).
+//! Loading a Rocket.Chat export made with `mongoexport` (docs/compatibility.md, section 7).
 //!
 //! A directory holds up to three files, one MongoDB Extended JSON document a line (relaxed or
 //! canonical; `--jsonArray` output is read too), read by the one batch reader (`batch`):
