@@ -180,6 +180,7 @@ impl Store {
             let before = count_rows!(tx, "users");
             for chunk in users.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
+                    &tx,
                     "users",
                     &[
                         "id",
@@ -218,7 +219,8 @@ impl Store {
             }
             let after = count_rows!(tx, "users");
             for chunk in emails.chunks(CHUNK_ROWS) {
-                let sql = insert_values("user_emails", &["address", "user_id"], chunk.len(), "");
+                let sql =
+                    insert_values(&tx, "user_emails", &["address", "user_id"], chunk.len(), "");
                 let mut query = sqlx::query(&sql);
                 for (key, _, id) in chunk {
                     query = query.bind(key.as_str()).bind(*id);
@@ -230,6 +232,7 @@ impl Store {
             }
             for chunk in tokens.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
+                    &tx,
                     "sessions",
                     &["user_id", "hashed_token", "kind", "name", "issued_at"],
                     chunk.len(),
@@ -252,6 +255,7 @@ impl Store {
             let before = count_rows!(tx, "permissions");
             for chunk in data.permissions.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
+                    &tx,
                     "permissions",
                     &["id", "roles", "updated_at"],
                     chunk.len(),

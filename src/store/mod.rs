@@ -376,9 +376,36 @@ fn decode_kind(kind: &str) -> Result<TokenKind, StoreError> {
     TokenKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("token kind {kind:?}")))
 }
 
+/// How a backend spells the n-th parameter of a long statement. SQLite looks a numbered or
+/// named parameter up among those seen so far (quadratic in their number: a 6 000-parameter
+/// insert took longer to prepare than to run), while its plain `?` is numbered in order.
+trait Dialect: sqlx::Database {
+    fn push_parameter(sql: &mut String, n: usize);
+}
+
+impl Dialect for sqlx::Sqlite {
+    fn push_parameter(sql: &mut String, _: usize) {
+        sql.push('?');
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    fn push_parameter(sql: &mut String, n: usize) {
+        sql.push('$');
+        sql.push_str(itoa::Buffer::new().format(n));
+    }
+}
+
 /// `INSERT INTO <table> (<columns>) VALUES ($1, ..), (..) ..` for `rows` rows, followed by
-/// `suffix`: the text of one multi-row statement, whose values are bound row after row.
-fn insert_values(table: &str, columns: &[&str], rows: usize, suffix: &str) -> String {
+/// `suffix`, for the backend of the transaction `_tx`: the text of one multi-row statement,
+/// whose values are bound row after row in order.
+fn insert_values<DB: Dialect>(
+    _tx: &sqlx::Transaction<'_, DB>,
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    suffix: &str,
+) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     let mut n = 0;
     for row in 0..rows {
@@ -391,8 +418,7 @@ fn insert_values(table: &str, columns: &[&str], rows: usize, suffix: &str) -> St
                 sql.push_str(", ");
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(itoa::Buffer::new().format(n));
+            DB::push_parameter(&mut sql, n);
         }
         sql.push(')');
     }
@@ -419,10 +445,10 @@ mod tests {
 
     #[test]
     fn multi_row_statements_number_their_parameters_in_order() {
-        assert_eq!(
-            insert_values("t", &["a", "b"], 2, "ON CONFLICT DO NOTHING"),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
-        );
+        let mut sql = String::new();
+        sqlx::Postgres::push_parameter(&mut sql, 12);
+        sqlx::Sqlite::push_parameter(&mut sql, 12);
+        assert_eq!(sql, "$12?");
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
     }
 }

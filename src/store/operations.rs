@@ -11,6 +11,7 @@ macro_rules! write_operations {
     ($tx:ident, $chunk:expr) => {{
         let chunk: &[$crate::domain::operation::Operation] = $chunk;
         let sql = $crate::store::insert_values(
+            &$tx,
             "import_operations",
             &["id", "updated_at", "ts", "status", "valid", "doc"],
             chunk.len(),

@@ -37,6 +37,7 @@ impl Store {
             insert_roles!(tx, DEFAULT_ROLES.to_vec());
             for chunk in permissions.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
+                    &tx,
                     "permissions",
                     &["id", "roles", "updated_at"],
                     chunk.len(),

@@ -60,6 +60,7 @@ macro_rules! insert_roles {
         let roles: Vec<&str> = $roles;
         for chunk in roles.chunks($crate::store::CHUNK_ROWS) {
             let sql = $crate::store::insert_values(
+                &$tx,
                 "roles",
                 &["name"],
                 chunk.len(),
