@@ -7,7 +7,7 @@ use super::operations::{count_rows, write_operation_stream};
 use super::users::{email_key, insert_roles};
 use super::{
     CHUNK_ROWS, Conflict, ConflictKind, LoadReport, OperationChunks, Store, StoreError,
-    StreamError, encode_list, in_write, insert_values, placeholders, unique_violation,
+    StreamError, encode_list, in_write, insert_values, parameter_list, unique_violation,
 };
 use crate::domain::auth::TokenKind;
 use crate::domain::time::now_ms;
@@ -108,11 +108,9 @@ impl Store {
 
             // A username held by a local user that the export does not describe: refuse it all.
             for chunk in named.chunks(CHUNK_ROWS) {
-                let lowered: Vec<String> =
-                    (1..=chunk.len()).map(|i| format!("lower(${i})")).collect();
                 let sql = format!(
                     "SELECT id, username FROM users WHERE lower(username) IN ({})",
-                    lowered.join(", ")
+                    parameter_list(&tx, chunk.len(), "lower")
                 );
                 let mut query = sqlx::query_as(&sql);
                 for (_, name) in chunk {
@@ -137,7 +135,7 @@ impl Store {
             // Usernames and addresses may move between the imported users: free theirs first,
             // so that no row breaks their uniqueness on the way.
             for chunk in ids.chunks(CHUNK_ROWS) {
-                let list = placeholders(1, chunk.len());
+                let list = parameter_list(&tx, chunk.len(), "");
                 for sql in [
                     format!("UPDATE users SET username = NULL WHERE id IN ({list})"),
                     format!("DELETE FROM user_emails WHERE user_id IN ({list})"),
@@ -161,7 +159,7 @@ impl Store {
             for chunk in keys.chunks(CHUNK_ROWS) {
                 let sql = format!(
                     "SELECT address, user_id FROM user_emails WHERE address IN ({})",
-                    placeholders(1, chunk.len())
+                    parameter_list(&tx, chunk.len(), "")
                 );
                 let mut query = sqlx::query_as(&sql);
                 for key in chunk {

@@ -2,7 +2,8 @@
 //!
 //! Every statement is written once, in the module that owns its table (`users`, `sessions`,
 //! `permissions`, `operations`, `import`), with `$1` placeholders, which both sqlx drivers
-//! take. `with_pool!` and `in_write!` expand a statement's code once per backend; the backend
+//! take (generated statements with many parameters spell them per backend: `Dialect`).
+//! `with_pool!` and `in_write!` expand a statement's code once per backend; the backend
 //! modules (`sqlite`, `postgres`) keep only what really differs: connecting, the write
 //! transaction's `BEGIN`, the change watcher, the health check and which error codes mean
 //! "unavailable". Errors leave as `StoreError`, which says whether the database was
@@ -427,12 +428,28 @@ fn insert_values<DB: Dialect>(
     sql
 }
 
-/// `$first, $first+1, ..` for `n` parameters: the inside of an `IN (..)` list.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The inside of an `IN (..)` list of `n` parameters for the backend of `_tx`, each one
+/// wrapped in `function(..)` when a function is named.
+fn parameter_list<DB: Dialect>(
+    _tx: &sqlx::Transaction<'_, DB>,
+    n: usize,
+    function: &str,
+) -> String {
+    let mut sql = String::new();
+    for i in 1..=n {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        if function.is_empty() {
+            DB::push_parameter(&mut sql, i);
+        } else {
+            sql.push_str(function);
+            sql.push('(');
+            DB::push_parameter(&mut sql, i);
+            sql.push(')');
+        }
+    }
+    sql
 }
 
 /// Rows per multi-row statement: at most 9 columns x 1 000 rows stays under both SQLite's
@@ -449,6 +466,5 @@ mod tests {
         sqlx::Postgres::push_parameter(&mut sql, 12);
         sqlx::Sqlite::push_parameter(&mut sql, 12);
         assert_eq!(sql, "$12?");
-        assert_eq!(placeholders(3, 3), "$3, $4, $5");
     }
 }
