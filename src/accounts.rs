@@ -18,6 +18,8 @@ pub struct NewAccount {
     pub roles: Vec<String>,
     pub password: Option<String>,
     pub active: bool,
+    /// Whether the e-mail address is marked verified (`users.create`'s `verified`).
+    pub email_verified: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +76,7 @@ pub async fn create_user(store: &Store, account: NewAccount) -> Result<User, Acc
             .into_iter()
             .map(|address| Email {
                 address,
-                verified: false,
+                verified: account.email_verified,
             })
             .collect(),
         password_bcrypt,

@@ -42,6 +42,14 @@ pub struct Settings {
     /// the proxy in front added) instead of the socket; only behind a proxy that sets it
     #[arg(long, env = "IMPORTOPS_TRUST_PROXY")]
     pub trust_proxy: bool,
+    /// The server's public address, as Rocket.Chat's `Site_Url` (`me`'s `avatarUrl` is made
+    /// from it); when unset, `http://` and the request's `Host` header
+    #[arg(long, env = "IMPORTOPS_SITE_URL")]
+    pub site_url: Option<String>,
+    /// Usernames `users.create` refuses besides Rocket.Chat's own (comma-separated, any case;
+    /// Rocket.Chat's `Accounts_BlockedUsernameList`)
+    #[arg(long, env = "IMPORTOPS_BLOCKED_USERNAMES", value_delimiter = ',')]
+    pub blocked_usernames: Vec<String>,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -70,6 +78,8 @@ impl Default for Settings {
             rate_limit_calls: defaults::RATE_LIMIT_CALLS,
             rate_limit_window_ms: defaults::RATE_LIMIT_WINDOW_MS,
             trust_proxy: false,
+            site_url: None,
+            blocked_usernames: Vec::new(),
             metrics_on_api: true,
         }
     }

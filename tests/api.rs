@@ -373,6 +373,8 @@ async fn personal_tokens_never_expire(db: TestDb) {
     );
 }
 
+/// Deactivating removes the user's tokens (Rocket.Chat's `setUserActiveStatus.ts` calls
+/// `unsetLoginTokens`), so reactivating does not bring them back.
 async fn inactive_users_are_refused(db: TestDb) {
     let app = TestApp::new(&db).await;
     let admin = app.admin().await;
@@ -383,7 +385,20 @@ async fn inactive_users_are_refused(db: TestDb) {
         (StatusCode::UNAUTHORIZED, UNAUTHORIZED)
     );
     assert!(app.store.set_user_active("admin", true).await.unwrap());
-    assert_eq!(app.get(ENDPOINT, Some(&admin)).await.status, StatusCode::OK);
+    let answer = app.get(ENDPOINT, Some(&admin)).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::UNAUTHORIZED, UNAUTHORIZED),
+        "the token died with the deactivation"
+    );
+    let admin_id = app
+        .store
+        .user_by_username("admin")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(app.store.list_sessions(&admin_id).await.unwrap().is_empty());
 }
 
 async fn revoked_tokens_are_refused(db: TestDb) {

@@ -1622,11 +1622,15 @@ async fn serve_honours_tokens_and_users_managed_by_the_command_line() {
     let (_, body) = eventually(&client, &url, &user_id, &token, 401).await;
     assert_eq!(body, r#"{"success":false,"error":"unauthorized"}"#);
 
-    // Reactivated, then the token revoked: refused again.
+    // Deactivating removed the token (Rocket.Chat's `unsetLoginTokens`): reactivated, the
+    // user needs a new one; revoked, that one is refused again.
     db.ok(&["user", "set-active", "admin", "true"]);
-    eventually(&client, &url, &user_id, &token, 200).await;
-    db.ok(&["token", "revoke", "admin", "--token", &token]);
-    let (_, body) = eventually(&client, &url, &user_id, &token, 401).await;
+    let (_, revived) = db.issue("admin", &[]);
+    eventually(&client, &url, &user_id, &revived, 200).await;
+    let (status, _, _) = get_operations(&client, &url, &user_id, &token).await;
+    assert_eq!(status, 401, "the old token died with the deactivation");
+    db.ok(&["token", "revoke", "admin", "--token", &revived]);
+    let (_, body) = eventually(&client, &url, &user_id, &revived, 401).await;
     assert_eq!(body, r#"{"success":false,"error":"unauthorized"}"#);
     // A token issued while the server runs is accepted.
     let (_, fresh) = db.issue("admin", &[]);

@@ -100,6 +100,8 @@ enum Access {
     AdminOnly,
     /// Authentication, an admin-only permission, then a JSON body read.
     AdminJson,
+    /// Authentication, then a JSON body read; the action checks the permission (a 400).
+    AuthJson,
 }
 
 struct Route {
@@ -119,8 +121,9 @@ const ROUTES: &[Route] = &[
     ),
     route("POST", "/api/v1/login", Access::OpenJson),
     route("POST", "/api/v1/logout", Access::Auth),
+    route("GET", "/api/v1/logout", Access::Auth),
     route("GET", "/api/v1/me", Access::Auth),
-    route("POST", "/api/v1/users.create", Access::AdminJson),
+    route("POST", "/api/v1/users.create", Access::AuthJson),
     route("POST", "/api/v1/users.delete", Access::AdminJson),
     route("GET", "/api/v1/permissions.listAll", Access::Auth),
     route("POST", "/api/v1/permissions.update", Access::AdminJson),
@@ -1054,7 +1057,8 @@ impl World {
 
     /// Puts back what a successful request may have taken away.
     async fn repair(&self, info: &Info, status: u16) {
-        if status != 200 || info.method != Method::POST {
+        let logout = info.path == "/api/v1/logout";
+        if status != 200 || (info.method != Method::POST && !logout) {
             return;
         }
         let store = &self.app.store;
@@ -1747,16 +1751,19 @@ fn expected_status(info: &Info, header_bytes: usize) -> Option<(u16, &'static st
     if info.announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Some((413, "a Content-Length over 1 MiB"));
     }
-    let route = ROUTES.iter().find(|r| r.path == info.path);
-    let method_matches = route.is_some_and(|r| {
-        info.method.as_str() == r.method || (r.method == "GET" && info.method == Method::HEAD)
+    let route = ROUTES.iter().find(|r| {
+        r.path == info.path
+            && (info.method.as_str() == r.method
+                || (r.method == "GET" && info.method == Method::HEAD))
     });
-    let Some(route) = route.filter(|_| method_matches) else {
+    let Some(route) = route else {
         return Some((404, "no such route or method"));
     };
     if info.body_len > MAX_BODY_BYTES
         && info.json_content_type
-        && (route.access == Access::OpenJson || (route.access == Access::AdminJson && info.admin))
+        && (route.access == Access::OpenJson
+            || (route.access == Access::AdminJson && info.admin)
+            || (route.access == Access::AuthJson && (info.admin || info.viewer)))
     {
         return Some((413, "a body over 1 MiB that the route reads"));
     }
@@ -1954,7 +1961,7 @@ fn check_answer(
         r.path == info.path
             && matches!(
                 r.access,
-                Access::Auth | Access::AdminOnly | Access::AdminJson
+                Access::Auth | Access::AdminOnly | Access::AdminJson | Access::AuthJson
             )
     });
     if info.admin && authenticated_route && rate_limit_header("x-ratelimit-limit").is_some() {

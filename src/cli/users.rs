@@ -78,6 +78,7 @@ pub async fn run_user(store: &Store, cmd: UserCommand) -> CliResult {
                 roles,
                 password,
                 active: !inactive,
+                email_verified: false,
             };
             let user = create_user(store, account).await?;
             if json {

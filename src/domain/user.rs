@@ -14,6 +14,15 @@ pub struct User {
     pub emails: Vec<Email>,
 }
 
+/// A user as stored: what `me` and `users.create` answer beyond [`User`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: User,
+    pub has_password: bool,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Email {
     pub address: String,

@@ -1,5 +1,5 @@
 //! Request bodies: JSON checked like Rocket.Chat's schema validation (400
-//! `error-invalid-params` with its messages). Read after the query string and before the rate
+//! `invalid-params` with its messages). Read after the query string and before the rate
 //! limit, which Rocket.Chat applies after validation (`guard::check`).
 
 use std::future::Future;
@@ -30,7 +30,18 @@ impl FromBody for () {
 
 /// A body type read from JSON, with messages in the words of Rocket.Chat's validator.
 pub trait FromJson: Sized {
+    /// Whether Rocket.Chat validates this body the older way (`validateParams`), which words
+    /// the error as a Meteor error (compatibility.md, section 6).
+    const LEGACY_VALIDATION: bool = false;
+
     fn from_json(value: Value) -> Result<Self, String>;
+}
+
+fn invalid<T: FromJson>(message: String) -> ApiError {
+    ApiError::InvalidBody {
+        message,
+        legacy: T::LEGACY_VALIDATION,
+    }
 }
 
 /// A validated JSON body of type `T`.
@@ -44,8 +55,8 @@ impl<T: FromJson + Send> FromBody for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(ApiError::invalid_params(
-                "the request body must be JSON, sent with Content-Type: application/json",
+            return Err(invalid::<T>(
+                "the request body must be JSON, sent with Content-Type: application/json".into(),
             ));
         }
         // Past the limit the read fails: the body is too large (a broken connection never
@@ -53,12 +64,9 @@ impl<T: FromJson + Send> FromBody for JsonBody<T> {
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::invalid_params(format!("the request body is not valid JSON ({e})"))
-        })?;
-        T::from_json(value)
-            .map(JsonBody)
-            .map_err(ApiError::invalid_params)
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?;
+        T::from_json(value).map(JsonBody).map_err(invalid::<T>)
     }
 }
 

@@ -37,6 +37,27 @@ pub enum ApiError {
         error: String,
         error_type: &'static str,
     },
+    /// 400 for a body that fails the route's schema, `errorType: "invalid-params"`. Rocket.Chat
+    /// words it two ways (compatibility.md, section 6): its typed routes answer the validator's
+    /// message as is; routes declared the older way (`validateParams`) throw it as a Meteor
+    /// error, so the message ends with ` [invalid-params]`.
+    #[error("{message}")]
+    InvalidBody { message: String, legacy: bool },
+    /// 400 for a Meteor error thrown by an action, with the error's `details` (`API.v1.failure`).
+    #[error("{message}")]
+    MeteorWithDetails {
+        error_type: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
+    /// 401 for a login that Meteor refused with an error of its own (`ApiClass.ts` login):
+    /// `error` is the Meteor error's code (a number for Meteor's own 403s), `message` its reason.
+    #[error("login refused: {message}")]
+    LoginRefused {
+        error: serde_json::Value,
+        message: &'static str,
+        details: Option<serde_json::Value>,
+    },
     /// 401 for a failed password login (its own body, whatever the 401 setting).
     #[error("login failed")]
     LoginFailed,
@@ -80,6 +101,27 @@ impl ApiError {
         }
     }
 
+    /// A 400 for a body that fails the schema of a typed route.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        ApiError::InvalidBody {
+            message: message.into(),
+            legacy: false,
+        }
+    }
+
+    /// A 400 for a Meteor error with details, as `API.v1.failure` answers it.
+    pub fn meteor_with_details(
+        error_type: &'static str,
+        message: &str,
+        details: serde_json::Value,
+    ) -> Self {
+        ApiError::MeteorWithDetails {
+            error_type,
+            message: format!("{message} [{error_type}]"),
+            details,
+        }
+    }
+
     fn status_and_body(&self) -> (StatusCode, String) {
         match self {
             ApiError::Unauthorized(AuthErrorBody::Documented) => {
@@ -106,6 +148,61 @@ impl ApiError {
                     "errorType": error_type,
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::InvalidBody {
+                message,
+                legacy: false,
+            } => {
+                let body = serde_json::json!({
+                    "success": false,
+                    "errorType": "invalid-params",
+                    "error": message,
+                });
+                (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::InvalidBody {
+                message,
+                legacy: true,
+            } => {
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": format!("{message} [invalid-params]"),
+                    "errorType": "invalid-params",
+                });
+                (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::MeteorWithDetails {
+                error_type,
+                message,
+                details,
+            } => {
+                let body = serde_json::json!({
+                    "success": false,
+                    "error": message,
+                    "errorType": error_type,
+                    "details": details,
+                });
+                (StatusCode::BAD_REQUEST, body.to_string())
+            }
+            ApiError::LoginRefused {
+                error,
+                message,
+                details,
+            } => {
+                // Rocket.Chat assigns `status`, `error`, `details` and `message` over its 401
+                // body; an absent `details` is left out by JSON.
+                let mut body = serde_json::Map::new();
+                body.insert("success".into(), false.into());
+                body.insert("error".into(), error.clone());
+                body.insert("status".into(), "error".into());
+                if let Some(details) = details {
+                    body.insert("details".into(), details.clone());
+                }
+                body.insert("message".into(), (*message).into());
+                (
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::Value::Object(body).to_string(),
+                )
             }
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, LOGIN_FAILED.into()),
             ApiError::LoginBlocked { by_address } => {

@@ -81,7 +81,7 @@ route!(
     Status {
         caller: Arc<Caller>,
         permission: Some(RUN_IMPORT),
-        query: NoQuery,
+        query: (),
         body: (),
         rate_limited: true,
     }
@@ -90,7 +90,7 @@ route!(
 /// The state of the current import
 ///
 /// Derived from the current operation's status and validity as Rocket.Chat does. Needs
-/// `run-import`. Takes no query parameter.
+/// `run-import`. Query parameters are ignored (Rocket.Chat declares no query schema).
 #[utoipa::path(
     get,
     path = "/api/v1/import.status",
@@ -100,8 +100,6 @@ route!(
     responses(
         (status = 200, description = "The state, and the current operation if any",
             body = api::ImportStatus),
-        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
-            route takes none): `error-invalid-params`"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
     ),
@@ -425,7 +423,7 @@ pub async fn upsert(
             Operation::from_document(Value::Object(fields), now)
         }
     }
-    .map_err(|e| ApiError::invalid_params(e.0))?;
+    .map_err(|e| ApiError::invalid_body(e.0))?;
     state
         .store
         .upsert_operations(std::slice::from_ref(&op))

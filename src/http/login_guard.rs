@@ -90,6 +90,19 @@ impl LoginGuard {
         Ok(())
     }
 
+    /// Refuses a login that names no user (`{resume}`) from this address while it is blocked.
+    pub fn check_address(&self, client: IpAddr, now_ms: i64) -> Result<(), ApiError> {
+        if self.addresses.blocked(&client, ADDRESS_ATTEMPTS, now_ms) {
+            return Err(ApiError::LoginBlocked { by_address: true });
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login that names no user against its address only.
+    pub fn failed_address(&self, client: IpAddr, now_ms: i64) {
+        self.addresses.fail(client, now_ms);
+    }
+
     pub fn failed(&self, login: &str, client: IpAddr, now_ms: i64) {
         self.users.fail(login.to_lowercase(), now_ms);
         self.addresses.fail(client, now_ms);

@@ -19,6 +19,7 @@ mod operations;
 pub mod params;
 mod permissions;
 pub mod rate_limit;
+mod user_views;
 mod users;
 
 use std::sync::{Arc, LazyLock};
@@ -84,7 +85,7 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(operations::get_latest_import_operations))
         .routes(routes!(users::login))
-        .routes(routes!(users::logout))
+        .routes(routes!(users::logout, users::logout_get))
         .routes(routes!(users::me))
         .routes(routes!(users::users_create))
         .routes(routes!(users::users_delete))

@@ -60,7 +60,8 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
     components(
         schemas(
             Operation,
-            User,
+            MeUser,
+            StoredUser,
             Email,
             Permission,
             Importer,
@@ -73,6 +74,7 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
             CreateUserRequest,
             UserResponse,
             DeleteUserRequest,
+            UserDeleted,
             Success,
             PermissionsListAll,
             PermissionsUpdateRequest,
@@ -399,13 +401,6 @@ fn exact(properties: Vec<(&str, RefOr<Schema>)>) -> ObjectBuilder {
     builder
 }
 
-/// A success body: these properties, then `success: true`.
-fn success_with(properties: Vec<(&str, RefOr<Schema>)>) -> ObjectBuilder {
-    let mut properties = properties;
-    properties.push(("success", constant(true).into()));
-    exact(properties)
-}
-
 /// An error body `{success: false, error}` whose `error` is always `message`.
 fn fixed_error(message: &str) -> ObjectBuilder {
     exact(vec![
@@ -686,25 +681,6 @@ schema!(
 // --- Sessions and users ---------------------------------------------------------------------
 
 schema!(
-    /// A user as Rocket.Chat describes one.
-    User = exact(user_properties())
-);
-
-fn user_properties() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        (
-            "_id",
-            string().examples([json!("6HFgwH2eYf9LewqCz")]).into(),
-        ),
-        ("username", or_null(Type::String).into()),
-        ("name", or_null(Type::String).into()),
-        ("active", boolean().into()),
-        ("roles", array_of(string()).into()),
-        ("emails", array_of(ref_to("Email")).into()),
-    ]
-}
-
-schema!(
     /// An e-mail address of a user.
     Email = exact(vec![
         ("address", string().into()),
@@ -712,18 +688,124 @@ schema!(
     ])
 );
 
-/// `me`: the caller's user with `success`.
+schema!(
+    /// The caller as `me` and `login` describe it (Rocket.Chat's `getUserInfo`, core-typings'
+    /// `IMeApiUser`). Absent fields are left out, never `null`.
+    MeUser = me_user()
+);
+
+fn me_user() -> ObjectBuilder {
+    let mut builder = object();
+    for (name, schema) in me_properties() {
+        builder = builder.property(name, schema);
+    }
+    for name in [
+        "_id",
+        "emails",
+        "active",
+        "roles",
+        "_updatedAt",
+        "settings",
+        "avatarUrl",
+        "isOAuthUser",
+        "services",
+    ] {
+        builder = builder.required(name);
+    }
+    builder.additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+fn me_properties() -> Vec<(&'static str, RefOr<Schema>)> {
+    vec![
+        (
+            "_id",
+            string().examples([json!("6HFgwH2eYf9LewqCz")]).into(),
+        ),
+        ("username", string().into()),
+        ("emails", array_of(ref_to("Email")).into()),
+        ("active", boolean().into()),
+        ("name", string().into()),
+        ("roles", array_of(string()).into()),
+        ("_updatedAt", date_time().into()),
+        (
+            "email",
+            string()
+                .description(Some("The first verified address"))
+                .into(),
+        ),
+        (
+            "settings",
+            exact(vec![
+                ("profile", object().into()),
+                (
+                    "preferences",
+                    object()
+                        .description(Some("Rocket.Chat's default user preferences"))
+                        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+                        .into(),
+                ),
+                ("calendar", object().into()),
+            ])
+            .into(),
+        ),
+        ("avatarUrl", string().into()),
+        ("isOAuthUser", boolean().into()),
+        (
+            "services",
+            exact(vec![(
+                "password",
+                exact(vec![("exists", boolean().into())]).into(),
+            )])
+            .into(),
+        ),
+    ]
+}
+
+schema!(
+    /// A stored user as `users.create` answers it (core-typings' `IUser`, without services).
+    StoredUser = stored_user()
+);
+
+fn stored_user() -> ObjectBuilder {
+    let mut builder = object().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let properties: Vec<(&str, RefOr<Schema>)> = vec![
+        ("_id", string().into()),
+        ("createdAt", date_time().into()),
+        ("username", string().into()),
+        ("emails", array_of(ref_to("Email")).into()),
+        ("active", boolean().into()),
+        ("name", string().into()),
+        ("roles", array_of(string()).into()),
+        ("type", constant("user").into()),
+        ("status", constant("offline").into()),
+        ("settings", object().into()),
+        ("_updatedAt", date_time().into()),
+    ];
+    for (name, schema) in properties {
+        builder = builder.property(name, schema);
+        if !matches!(name, "username" | "name") {
+            builder = builder.required(name);
+        }
+    }
+    builder
+}
+
+/// `me`: the caller with `success`.
 #[derive(Debug, serde::Serialize)]
 pub struct Me {
     #[serde(flatten)]
-    pub user: crate::domain::user::User,
+    pub user: serde_json::Map<String, Value>,
     pub success: True,
 }
 
 /// Written out: a derived schema of a flattened field would be an `allOf`.
 impl PartialSchema for Me {
     fn schema() -> RefOr<Schema> {
-        success_with(user_properties()).into()
+        let mut builder = me_user();
+        builder = builder
+            .property("success", constant(true))
+            .required("success");
+        builder.into()
     }
 }
 
@@ -733,10 +815,26 @@ impl ToSchema for Me {}
 #[serde(deny_unknown_fields)]
 /// `{user, success}`.
 pub struct UserResponse {
-    #[schema(value_type = User)]
-    pub user: crate::domain::user::User,
+    #[schema(value_type = StoredUser)]
+    pub user: serde_json::Map<String, Value>,
     #[schema(inline)]
     pub success: True,
+}
+
+/// `users.delete`'s answer: importops has no rooms, so none were deleted.
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserDeleted {
+    #[schema(schema_with = no_rooms)]
+    pub deleted_rooms: [Value; 0],
+    #[schema(inline)]
+    pub success: True,
+}
+
+fn no_rooms() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .max_items(Some(0))
+        .description(Some("The rooms deleted with the user: always none"))
 }
 
 /// `{success: true}`.
@@ -842,8 +940,8 @@ pub struct LoginData {
     pub user_id: String,
     /// A new login token, shown once
     pub auth_token: String,
-    #[schema(value_type = User)]
-    pub me: crate::domain::user::User,
+    #[schema(value_type = MeUser)]
+    pub me: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, serde::Serialize, ToSchema)]
@@ -1056,18 +1154,20 @@ schema!(
         (
             "errorType",
             string()
-                .enum_values(Some([
-                    "error-invalid-params",
-                    "error-roomId-param-invalid",
-                    "error-field-unavailable",
-                    "error-invalid-role",
-                    "error-invalid-user",
-                    "error-invalid-permission",
-                    "error-operation-not-found",
-                ]))
+                .description(Some(
+                    "`error-invalid-params` for the query string, `invalid-params` for the \
+                     body, else the Meteor error's code"
+                ))
+                .examples([json!("invalid-params"), json!("error-field-unavailable")])
                 .into()
         ),
     ])
+    .property(
+        "details",
+        ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .description(Some("The Meteor error's details, when it has some")),
+    )
 );
 
 schema!(

@@ -13,15 +13,16 @@ use super::body::{Fields, FromJson, JsonBody};
 use super::error::ApiError;
 use super::guard::{Guarded, route};
 use super::openapi::{self as api, True};
-use super::params::NoQuery;
 use super::rate_limit::ClientAddress;
+use super::user_views;
 use crate::access::Caller;
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
 use crate::domain::permission::{CREATE_USER, DELETE_USER};
 use crate::domain::secrets::{
-    hash_token, unmatchable_hash, verify_password, verify_password_digest,
+    hash_token, new_raw_token, unmatchable_hash, verify_password, verify_password_digest,
 };
 use crate::domain::time::now_ms;
+use crate::domain::user::{is_valid_email, is_valid_username};
 use crate::store::{ConflictKind, Revoke, StoreError};
 
 /// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
@@ -30,16 +31,23 @@ pub enum Password {
     Sha256Hex(String),
 }
 
-/// `POST /api/v1/login` in any of Rocket.Chat's three shapes: `{user, password}` (`user` a
-/// username or an e-mail), `{username | email, password}`, `{user: {username | email}, password}`.
-pub struct LoginBody {
-    login: String,
-    password: Password,
+/// `POST /api/v1/login` in any of Rocket.Chat's three password shapes, `{user, password}`
+/// (`user` a username or an e-mail), `{username | email, password}`,
+/// `{user: {username | email}, password}`, or Meteor's `{resume: <token>}`.
+pub enum LoginBody {
+    Password { login: String, password: Password },
+    Resume(String),
 }
 
 impl FromJson for LoginBody {
     fn from_json(value: Value) -> Result<Self, String> {
         let mut fields = Fields::of(value)?;
+        if !fields.0.contains_key("password") && fields.0.contains_key("resume") {
+            return match fields.take("resume") {
+                Some(Value::String(token)) if !token.is_empty() => Ok(LoginBody::Resume(token)),
+                _ => Err("/resume must be a non-empty string".into()),
+            };
+        }
         let password = match fields.take("password") {
             Some(Value::String(p)) if !p.is_empty() => Password::Plain(p),
             Some(Value::Object(mut digest)) => {
@@ -79,7 +87,7 @@ impl FromJson for LoginBody {
                     .ok_or("must have required property 'user', 'username' or 'email'")?,
             },
         };
-        Ok(LoginBody { login, password })
+        Ok(LoginBody::Password { login, password })
     }
 }
 
@@ -119,19 +127,59 @@ route!(
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
+    headers: HeaderMap,
     Guarded {
         body: JsonBody(body),
         ..
     }: Guarded<Login>,
 ) -> Result<Json<api::LoginResponse>, ApiError> {
-    state.login_guard.check(&body.login, client, now_ms())?;
-    let found = state.store.user_for_login(&body.login).await?;
+    let (user_id, token) = match body {
+        LoginBody::Password { login, password } => {
+            password_login(&state, client, &login, password).await?
+        }
+        LoginBody::Resume(token) => resume_login(&state, client, token).await?,
+    };
+    let record = state
+        .store
+        .user_record_by_id(&user_id)
+        .await?
+        .ok_or(ApiError::LoginFailed)?;
+    Ok(Json(api::LoginResponse {
+        status: api::SuccessStatus,
+        data: api::LoginData {
+            user_id,
+            auth_token: token,
+            me: user_views::me(&record, &site_url(&state, &headers)),
+        },
+        success: True,
+    }))
+}
+
+/// Meteor's validation of a login whose credentials were right: a deactivated user is refused
+/// with its own error (compatibility.md, section 4.1).
+fn not_activated() -> ApiError {
+    ApiError::LoginRefused {
+        error: "error-user-is-not-activated".into(),
+        message: "User is not activated",
+        details: Some(serde_json::json!({"function": "Accounts.validateLoginAttempt"})),
+    }
+}
+
+/// A password login: the user's id and a new login token.
+async fn password_login(
+    state: &AppState,
+    client: std::net::IpAddr,
+    login: &str,
+    password: Password,
+) -> Result<(String, String), ApiError> {
+    state.login_guard.check(login, client, now_ms())?;
+    let found = state.store.user_for_login(login).await?;
     let (user, stored) = match found {
-        Some((user, Some(hash))) if user.active => (Some(user), hash),
-        // No such user, no password, or deactivated: the same bcrypt work, then 401.
+        Some((user, Some(hash))) => (Some(user), hash),
+        // No such user, or no password: the same bcrypt work, then 401.
         _ => (None, unmatchable_hash().to_owned()),
     };
-    let matches = tokio::task::spawn_blocking(move || match &body.password {
+    let matches = tokio::task::spawn_blocking(move || match &password {
         Password::Plain(p) => verify_password(p, &stored),
         Password::Sha256Hex(d) => verify_password_digest(d, &stored),
     })
@@ -140,21 +188,67 @@ pub async fn login(
     let user = match user {
         Some(user) if matches => user,
         _ => {
-            state.login_guard.failed(&body.login, client, now_ms());
+            state.login_guard.failed(login, client, now_ms());
             return Err(ApiError::LoginFailed);
         }
     };
-    state.login_guard.succeeded(&body.login);
+    if !user.active {
+        state.login_guard.failed(login, client, now_ms());
+        return Err(not_activated());
+    }
+    state.login_guard.succeeded(login);
     let token = issue_token(&state.store, &user.id, TokenLifetime::Default).await?;
-    Ok(Json(api::LoginResponse {
-        status: api::SuccessStatus,
-        data: api::LoginData {
-            user_id: user.id.clone(),
-            auth_token: token,
-            me: user,
-        },
-        success: True,
-    }))
+    Ok((user.id, token))
+}
+
+/// Meteor's resume login: the token is looked up by its hash and, while it is valid, answered
+/// again as the login's token (compatibility.md, section 4.1).
+async fn resume_login(
+    state: &AppState,
+    client: std::net::IpAddr,
+    token: String,
+) -> Result<(String, String), ApiError> {
+    let now = now_ms();
+    state.login_guard.check_address(client, now)?;
+    let refused = |message| ApiError::LoginRefused {
+        error: 403.into(),
+        message,
+        details: None,
+    };
+    let Some(session) = state
+        .store
+        .find_session_by_token(&hash_token(&token))
+        .await?
+    else {
+        state.login_guard.failed_address(client, now);
+        return Err(refused(
+            "You've been logged out by the server. Please log in again.",
+        ));
+    };
+    let expired = session
+        .expiry_ms(state.settings.login_expiration_ms())
+        .is_some_and(|expiry| now >= expiry);
+    if expired {
+        state.login_guard.failed_address(client, now);
+        return Err(refused("Your session has expired. Please log in again."));
+    }
+    if !session.active {
+        state.login_guard.failed_address(client, now);
+        return Err(not_activated());
+    }
+    Ok((session.user_id, token))
+}
+
+/// Rocket.Chat's `Site_Url`: the setting, or the address the client called.
+fn site_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.site_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 route!(
@@ -187,7 +281,38 @@ pub async fn logout(
     headers: HeaderMap,
     Guarded { caller, .. }: Guarded<Logout>,
 ) -> Result<Json<api::LogoutResponse>, ApiError> {
-    let token = auth_token(&headers)
+    revoke_presented_token(&state, &headers, &caller).await
+}
+
+/// Log out (deprecated GET)
+///
+/// The same as `POST /api/v1/logout`: Rocket.Chat still serves the GET that older clients
+/// (`@rocket.chat/sdk` among them) send.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logout",
+    operation_id = "logout.get",
+    tag = "sessions",
+    security(("userId" = [], "authToken" = [])),
+    responses(
+        (status = 200, description = "The token is revoked", body = api::LogoutResponse),
+        (status = 429, response = api::RateLimited),
+    ),
+)]
+pub async fn logout_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Guarded { caller, .. }: Guarded<Logout>,
+) -> Result<Json<api::LogoutResponse>, ApiError> {
+    revoke_presented_token(&state, &headers, &caller).await
+}
+
+async fn revoke_presented_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Json<api::LogoutResponse>, ApiError> {
+    let token = auth_token(headers)
         .ok_or_else(|| ApiError::Internal("no token after authentication".into()))?;
     state
         .store
@@ -201,11 +326,11 @@ pub async fn logout(
 }
 
 route!(
-    /// The checks of `me`.
+    /// The checks of `me`: Rocket.Chat declares no query schema, so parameters are ignored.
     Me {
         caller: Arc<Caller>,
         permission: None,
-        query: NoQuery,
+        query: (),
         body: (),
         rate_limited: true,
     }
@@ -213,7 +338,8 @@ route!(
 
 /// Who is logged in
 ///
-/// The caller, with `success`. Takes no query parameter.
+/// The caller as Rocket.Chat's `getUserInfo` describes it, with `success`. Query parameters
+/// are ignored.
 #[utoipa::path(
     get,
     path = "/api/v1/me",
@@ -222,57 +348,226 @@ route!(
     security(("userId" = [], "authToken" = [])),
     responses(
         (status = 200, description = "The caller", body = api::Me),
-        (status = 400, body = api::BadRequest, description = "A query parameter was sent (the \
-            route takes none): `error-invalid-params`"),
         (status = 429, response = api::RateLimited),
     ),
 )]
 pub async fn me(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Guarded { caller, .. }: Guarded<Me>,
 ) -> Result<Json<api::Me>, ApiError> {
-    let user = state
+    let record = state
         .store
-        .user_by_id(&caller.user_id)
+        .user_record_by_id(&caller.user_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the caller's user is gone".into()))?;
     Ok(Json(api::Me {
-        user,
+        user: user_views::me(&record, &site_url(&state, &headers)),
         success: True,
     }))
 }
 
-/// `POST /api/v1/users.create`.
+/// The permission that lets a caller give the `admin` role (Rocket.Chat's `validateUserData`).
+const ASSIGN_ADMIN_ROLE: &str = "assign-admin-role";
+
+/// Usernames Rocket.Chat never gives out: `all`, `here` and its
+/// `Accounts_SystemBlockedUsernameList` default.
+const BLOCKED_USERNAMES: &[&str] = &["all", "here", "admin", "administrator", "system", "user"];
+
+/// `POST /api/v1/users.create`, read as rest-typings' `isUserCreateParamsPOST` reads it: the
+/// listed properties only, the four required ones, and ajv's type coercion.
 pub struct CreateUserBody {
-    account: NewAccount,
+    email: String,
+    name: String,
+    password: String,
+    username: String,
+    active: Option<bool>,
+    roles: Option<Vec<String>>,
+    set_random_password: bool,
+    verified: bool,
 }
 
+/// The properties of rest-typings' `UserCreateParamsPOST`.
+const CREATE_USER_PROPERTIES: &[&str] = &[
+    "email",
+    "name",
+    "password",
+    "username",
+    "active",
+    "bio",
+    "nickname",
+    "statusText",
+    "roles",
+    "joinDefaultChannels",
+    "requirePasswordChange",
+    "setRandomPassword",
+    "sendWelcomeEmail",
+    "verified",
+    "customFields",
+    "fields",
+];
+
 impl FromJson for CreateUserBody {
+    const LEGACY_VALIDATION: bool = true;
+
     fn from_json(value: Value) -> Result<Self, String> {
-        let mut f = Fields::of(value)?;
-        // Checked in Rocket.Chat's order of required properties.
-        let email = f.string("email")?;
-        let name = f.string("name")?;
-        let password = f.string("password")?;
-        let username = f.string("username")?;
+        let Value::Object(mut map) = value else {
+            return Err("must be object".into());
+        };
+        // ajv stops at the first error: required properties, then unknown ones, then types.
+        for key in ["email", "name", "password", "username"] {
+            if !map.contains_key(key) {
+                return Err(format!("must have required property '{key}'"));
+            }
+        }
+        if map
+            .keys()
+            .any(|k| !CREATE_USER_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err("must NOT have additional properties".into());
+        }
+        let mut string = |key: &str| -> Result<String, String> {
+            coerce::string(map.remove(key).unwrap_or(Value::Null))
+                .map(Option::unwrap_or_default)
+                .ok_or_else(|| "must be string".to_string())
+        };
+        let email = string("email")?;
+        let name = string("name")?;
+        let password = string("password")?;
+        let username = string("username")?;
+        let mut flag = |key: &str| -> Result<Option<bool>, String> {
+            match map.remove(key) {
+                None => Ok(None),
+                Some(v) => coerce::nullable_bool(v).ok_or_else(|| "must be boolean".to_string()),
+            }
+        };
+        let active = flag("active")?;
+        for key in [
+            "joinDefaultChannels",
+            "requirePasswordChange",
+            "sendWelcomeEmail",
+        ] {
+            flag(key)?;
+        }
+        let set_random_password = flag("setRandomPassword")?.unwrap_or(false);
+        let verified = flag("verified")?.unwrap_or(false);
+        for key in ["bio", "nickname", "statusText", "fields"] {
+            if let Some(v) = map.remove(key)
+                && !v.is_null()
+                && coerce::string(v).is_none()
+            {
+                return Err("must be string".into());
+            }
+        }
+        let roles = match map.remove("roles") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .map(|item| {
+                        coerce::string(item)
+                            .flatten()
+                            .ok_or_else(|| "must be string".to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err("must be array".into()),
+        };
+        if let Some(fields) = map.remove("customFields")
+            && !fields.is_object()
+        {
+            return Err("must be object".into());
+        }
         Ok(CreateUserBody {
-            account: NewAccount {
-                username,
-                name: Some(name),
-                email: Some(email),
-                roles: f.optional_strings("roles")?.unwrap_or_default(),
-                password: Some(password),
-                active: f.optional_bool("active")?.unwrap_or(true),
-            },
+            email,
+            name,
+            password,
+            username,
+            active,
+            roles,
+            set_random_password,
+            verified,
         })
     }
 }
 
+/// ajv's `coerceTypes: true` for the types `users.create` declares.
+mod coerce {
+    use serde_json::Value;
+
+    /// A `string`: numbers and booleans become their text, `null` the empty string (`None`
+    /// for a value that cannot be one).
+    pub fn string(value: Value) -> Option<Option<String>> {
+        match value {
+            Value::String(s) => Some(Some(s)),
+            Value::Number(n) => Some(Some(n.to_string())),
+            Value::Bool(b) => Some(Some(b.to_string())),
+            Value::Null => Some(None),
+            _ => None,
+        }
+    }
+
+    /// A nullable `boolean`: `"true"`/`"false"` and `1`/`0` become booleans.
+    pub fn nullable_bool(value: Value) -> Option<Option<bool>> {
+        match value {
+            Value::Bool(b) => Some(Some(b)),
+            Value::Null => Some(None),
+            Value::String(s) if s == "true" => Some(Some(true)),
+            Value::String(s) if s == "false" => Some(Some(false)),
+            Value::Number(n) if n.as_f64() == Some(1.0) => Some(Some(true)),
+            Value::Number(n) if n.as_f64() == Some(0.0) => Some(Some(false)),
+            _ => None,
+        }
+    }
+}
+
+/// lodash's `escape`, which Rocket.Chat applies to names it puts in its messages.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A Meteor error of Rocket.Chat's `insertOrUpdateUser` checks.
+fn refuse(error_type: &'static str, message: &str, detail: (&str, Value)) -> ApiError {
+    let mut details = serde_json::Map::new();
+    details.insert("method".into(), "insertOrUpdateUser".into());
+    details.insert(detail.0.into(), detail.1);
+    ApiError::meteor_with_details(error_type, message, Value::Object(details))
+}
+
+fn field_unavailable(value: &str) -> ApiError {
+    refuse(
+        "error-field-unavailable",
+        &format!("{} is already in use :(", html_escape(value)),
+        ("field", value.into()),
+    )
+}
+
+fn is_blocked(username: &str, extra: &[String]) -> bool {
+    let name = username.trim();
+    BLOCKED_USERNAMES
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|s| s.trim()))
+        .any(|blocked| !blocked.is_empty() && blocked.eq_ignore_ascii_case(name))
+}
+
 route!(
-    /// The checks of `users.create`.
+    /// The checks of `users.create`. Rocket.Chat requires no permission of the route: its
+    /// `validateUserData` checks `create-user` inside the action (compatibility.md, 4.3).
     UsersCreate {
         caller: Arc<Caller>,
-        permission: Some(CREATE_USER),
+        permission: None,
         query: (),
         body: JsonBody<CreateUserBody>,
         rate_limited: true,
@@ -281,8 +576,9 @@ route!(
 
 /// Create a user
 ///
-/// Needs `create-user`. `roles` default to `["user"]`, `active` to `true`; the password is
-/// stored as Rocket.Chat stores it (bcrypt of its sha256).
+/// Needs `create-user` (400 `error-action-not-allowed` without it, as Rocket.Chat answers).
+/// `roles` default to `["user"]`, `active` to `true`; the password is stored as Rocket.Chat
+/// stores it (bcrypt of its sha256). Answers the stored user.
 #[utoipa::path(
     post,
     path = "/api/v1/users.create",
@@ -292,81 +588,187 @@ route!(
     request_body(content = api::CreateUserRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The new user", body = api::UserResponse),
-        (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
-            a missing or mistyped field, an invalid username or e-mail address), \
-            `error-field-unavailable` (the username or the e-mail address is taken) or \
-            `error-invalid-role` (a role that does not exist)"),
-        (status = 403, response = api::PermissionDenied),
+        (status = 400, body = api::BadRequest, description = "`invalid-params` (not JSON, a \
+            missing, unknown or mistyped property), `error-action-not-allowed` (no \
+            `create-user`, an unknown role, `admin` without `assign-admin-role`), \
+            `error-the-field-is-required`, `error-input-is-not-a-valid-field`, \
+            `error-blocked-username`, `error-field-unavailable` (the username or the e-mail \
+            address is taken) or `error-invalid-email`"),
         (status = 429, response = api::RateLimited),
     ),
 )]
 pub async fn users_create(
     State(state): State<AppState>,
     Guarded {
+        caller,
         body: JsonBody(body),
         ..
     }: Guarded<UsersCreate>,
 ) -> Result<Json<api::UserResponse>, ApiError> {
-    let account = body.account;
+    // Rocket.Chat's `validateUserData`, in its order.
+    if !state.access.has_permission(&caller, CREATE_USER).await? {
+        return Err(refuse(
+            "error-action-not-allowed",
+            "Adding user is not allowed",
+            ("action", "Adding_user".into()),
+        ));
+    }
+    if let Some(roles) = &body.roles {
+        let known = state.store.list_roles().await?;
+        if roles.iter().any(|r| !known.contains(r)) {
+            return Err(refuse(
+                "error-action-not-allowed",
+                "The field Roles consist invalid role id",
+                ("action", "Assign_role".into()),
+            ));
+        }
+        if roles.iter().any(|r| r == "admin")
+            && !state
+                .access
+                .has_permission(&caller, ASSIGN_ADMIN_ROLE)
+                .await?
+        {
+            return Err(refuse(
+                "error-action-not-allowed",
+                "Assigning admin is not allowed",
+                ("action", "Assign_admin".into()),
+            ));
+        }
+    }
+    let required = |field: &str| {
+        refuse(
+            "error-the-field-is-required",
+            &format!("The field {field} is required"),
+            ("field", field.into()),
+        )
+    };
+    if body.name.trim().is_empty() {
+        return Err(required("Name"));
+    }
+    if body.username.trim().is_empty() {
+        return Err(required("Username"));
+    }
+    if !is_valid_username(&body.username) {
+        let mut details = serde_json::Map::new();
+        details.insert("method".into(), "insertOrUpdateUser".into());
+        details.insert("input".into(), body.username.clone().into());
+        details.insert("field".into(), "Username".into());
+        return Err(ApiError::meteor_with_details(
+            "error-input-is-not-a-valid-field",
+            &format!("{} is not a valid username", html_escape(&body.username)),
+            Value::Object(details),
+        ));
+    }
+    if body.password.is_empty() && !body.set_random_password {
+        return Err(required("Password"));
+    }
+    // `checkUsernameAvailability`.
+    if is_blocked(&body.username, &state.settings.blocked_usernames) {
+        let mut details = serde_json::Map::new();
+        details.insert("method".into(), "checkUsernameAvailability".into());
+        details.insert("field".into(), body.username.clone().into());
+        return Err(ApiError::meteor_with_details(
+            "error-blocked-username",
+            &format!(
+                "{} is blocked and can't be used!",
+                html_escape(&body.username)
+            ),
+            Value::Object(details),
+        ));
+    }
     if state
         .store
-        .user_by_username(&account.username)
+        .user_by_username(&body.username)
         .await?
         .is_some()
     {
-        return Err(ApiError::meteor(
-            "error-field-unavailable",
-            &format!("{} is already in use :(", account.username),
-        ));
+        return Err(field_unavailable(&body.username));
     }
-    if let Some(email) = &account.email
-        && state.store.email_taken(email).await?
-    {
-        return Err(ApiError::meteor(
-            "error-field-unavailable",
-            &format!("{email} is already in use :("),
-        ));
+    let email = Some(body.email).filter(|e| !e.is_empty());
+    if let Some(email) = &email {
+        if state.store.email_taken(email).await? {
+            return Err(field_unavailable(email));
+        }
+        if !is_valid_email(email) {
+            let mut details = serde_json::Map::new();
+            details.insert("function".into(), "RocketChat.validateEmailDomain".into());
+            details.insert("email".into(), email.clone().into());
+            return Err(ApiError::meteor_with_details(
+                "error-invalid-email",
+                &format!("Invalid email {email}"),
+                Value::Object(details),
+            ));
+        }
     }
-    let known = state.store.list_roles().await?;
-    if account.roles.iter().any(|r| !known.contains(r)) {
-        return Err(ApiError::meteor("error-invalid-role", "Invalid role"));
-    }
+    let password = if body.password.is_empty() {
+        new_raw_token()
+    } else {
+        body.password
+    };
+    let account = NewAccount {
+        username: body.username,
+        name: Some(body.name),
+        email,
+        roles: body.roles.unwrap_or_default(),
+        password: Some(password),
+        active: body.active.unwrap_or(true),
+        email_verified: body.verified,
+    };
     let user = create_user(&state.store, account)
         .await
         .map_err(|e| match e {
-            AccountError::Invalid(message) => ApiError::invalid_params(message),
+            AccountError::Invalid(message) => ApiError::InvalidBody {
+                message,
+                legacy: true,
+            },
             // The database's unique indexes decide races that the checks above cannot.
             AccountError::Store(StoreError::Conflict(c))
                 if matches!(c.kind, ConflictKind::Username | ConflictKind::Email) =>
             {
-                ApiError::meteor(
-                    "error-field-unavailable",
-                    &format!("{} is already in use :(", c.value),
-                )
+                field_unavailable(&c.value)
             }
             AccountError::Store(e) => e.into(),
         })?;
+    let record = state
+        .store
+        .user_record_by_id(&user.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the new user is gone".into()))?;
     Ok(Json(api::UserResponse {
-        user,
+        user: user_views::stored(&record),
         success: True,
     }))
 }
 
-/// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
+/// `POST /api/v1/users.delete`: Rocket.Chat declares no body schema; `getUserFromParams`
+/// takes `userId`, else `username`, else `user` (both names in any case).
 pub struct DeleteUserBody {
     user_id: Option<String>,
     username: Option<String>,
 }
 
 impl FromJson for DeleteUserBody {
+    const LEGACY_VALIDATION: bool = true;
+
     fn from_json(value: Value) -> Result<Self, String> {
-        let mut f = Fields::of(value)?;
-        let user_id = f.optional_string("userId")?;
-        let username = f.optional_string("username")?;
-        if user_id.is_none() && username.is_none() {
-            return Err("must have required property 'userId' or 'username'".into());
-        }
-        Ok(DeleteUserBody { user_id, username })
+        let Value::Object(mut map) = value else {
+            return Ok(DeleteUserBody {
+                user_id: None,
+                username: None,
+            });
+        };
+        let mut text = |key: &str| match map.remove(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(None),
+            Some(_) => Err(format!("/{key} must be string")),
+        };
+        let user_id = text("userId")?;
+        let username = text("username")?;
+        let user = text("user")?;
+        Ok(DeleteUserBody {
+            user_id,
+            username: username.or(user),
+        })
     }
 }
 
@@ -383,7 +785,8 @@ route!(
 
 /// Delete a user
 ///
-/// Needs `delete-user`. Removes the user and all its tokens.
+/// Needs `delete-user`. Removes the user and all its tokens. The user is named by `userId`,
+/// else `username` (or `user`), in any case.
 #[utoipa::path(
     post,
     path = "/api/v1/users.delete",
@@ -392,10 +795,10 @@ route!(
     security(("userId" = [], "authToken" = [])),
     request_body(content = api::DeleteUserRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "The user is deleted", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
-            neither `userId` nor `username`, a mistyped field) or `error-invalid-user` (no such \
-            user)"),
+        (status = 200, description = "The user is deleted", body = api::UserDeleted),
+        (status = 400, body = api::BadRequest, description = "`invalid-params` (not JSON, a \
+            mistyped field), `error-user-param-not-provided` (neither `userId` nor `username`) \
+            or `error-invalid-user` (no such user)"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
     ),
@@ -406,11 +809,16 @@ pub async fn users_delete(
         body: JsonBody(body),
         ..
     }: Guarded<UsersDelete>,
-) -> Result<Json<api::Success>, ApiError> {
+) -> Result<Json<api::UserDeleted>, ApiError> {
     let user = match (&body.user_id, &body.username) {
         (Some(id), _) => state.store.user_by_id(id).await?,
         (None, Some(name)) => state.store.user_by_username(name).await?,
-        (None, None) => None,
+        (None, None) => {
+            return Err(ApiError::meteor(
+                "error-user-param-not-provided",
+                "The required \"userId\" or \"username\" param was not provided",
+            ));
+        }
     };
     let removed = match user {
         Some(user) => state.store.remove_user_by_id(&user.id).await?,
@@ -419,8 +827,8 @@ pub async fn users_delete(
     if !removed {
         return Err(ApiError::meteor(
             "error-invalid-user",
-            "The required \"userId\" or \"username\" param provided does not match any user",
+            "The required \"userId\" or \"username\" param provided does not match any users",
         ));
     }
-    Ok(Json(api::Success::default()))
+    Ok(Json(api::UserDeleted::default()))
 }

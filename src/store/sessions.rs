@@ -49,6 +49,20 @@ struct SessionRow {
     expires_at: Option<i64>,
 }
 
+impl SessionRow {
+    fn decode(self) -> Result<Session, StoreError> {
+        Ok(Session {
+            user_id: self.user_id,
+            username: self.username,
+            active: self.active,
+            roles: decode_list(&self.roles)?,
+            kind: decode_kind(&self.kind)?,
+            issued_at_ms: self.issued_at,
+            expires_at_ms: self.expires_at,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct SessionInfoRow {
     id: i64,
@@ -98,18 +112,26 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.map(|r| {
-            Ok(Session {
-                user_id: r.user_id,
-                username: r.username,
-                active: r.active,
-                roles: decode_list(&r.roles)?,
-                kind: decode_kind(&r.kind)?,
-                issued_at_ms: r.issued_at,
-                expires_at_ms: r.expires_at,
-            })
-        })
-        .transpose()
+        row.map(SessionRow::decode).transpose()
+    }
+
+    /// The session holding that token hash, whoever its user (a `{resume}` login names no
+    /// user). Token hashes are sha256 of random tokens, so at most one matches.
+    pub async fn find_session_by_token(
+        &self,
+        hashed_token: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let row: Option<SessionRow> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT u.id AS user_id, u.username, u.active, u.roles, s.kind, s.issued_at, \
+                 s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.hashed_token = $1 LIMIT 1",
+            )
+            .bind(hashed_token)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(SessionRow::decode).transpose()
     }
 
     pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, StoreError> {

@@ -8,7 +8,7 @@ use super::{
     with_pool,
 };
 use crate::domain::time::now_ms;
-use crate::domain::user::{NewUser, User};
+use crate::domain::user::{NewUser, User, UserRecord};
 
 /// How an e-mail address is compared: ignoring case.
 pub(super) fn email_key(address: &str) -> String {
@@ -38,6 +38,15 @@ impl UserRow {
                 .map_err(|e| StoreError::Corrupt(format!("stored e-mails: {e}")))?,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    has_password: bool,
+    created_at: i64,
+    updated_at: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -118,11 +127,13 @@ impl Store {
         })
     }
 
+    /// The user of that username, in any case (usernames are unique ignoring case), as
+    /// Rocket.Chat's `findOneByUsernameIgnoringCase` finds it.
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
         let sql = concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE username = $1"
+            " FROM users WHERE lower(username) = lower($1)"
         );
         let row: Option<UserRow> = with_pool!(self, |pool| {
             sqlx::query_as(sql)
@@ -142,8 +153,31 @@ impl Store {
         row.map(UserRow::decode).transpose()
     }
 
-    /// The user a login names (a username, or an e-mail address in any case) and its stored
-    /// password hash, if it has one. A username match wins over an e-mail match.
+    /// A user as stored, with what `me` and `users.create` answer beyond [`User`].
+    pub async fn user_record_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_bcrypt IS NOT NULL AS has_password, created_at, updated_at \
+             FROM users WHERE id = $1"
+        );
+        let row: Option<RecordRow> = with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        row.map(|r| {
+            Ok(UserRecord {
+                user: r.user.decode()?,
+                has_password: r.has_password,
+                created_at_ms: r.created_at,
+                updated_at_ms: r.updated_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The user a login names (a username or an e-mail address, both in any case) and its
+    /// stored password hash, if it has one. A username match wins over an e-mail match.
     pub async fn user_for_login(
         &self,
         username_or_email: &str,
@@ -151,9 +185,9 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             user_columns!(),
-            ", password_bcrypt FROM users WHERE username = $1 \
+            ", password_bcrypt FROM users WHERE lower(username) = lower($1) \
              OR id IN (SELECT user_id FROM user_emails WHERE address = $2) \
-             ORDER BY CASE WHEN username = $1 THEN 0 ELSE 1 END LIMIT 1"
+             ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1"
         );
         let key = email_key(username_or_email);
         let row: Option<LoginRow> = with_pool!(self, |pool| {
@@ -212,17 +246,30 @@ impl Store {
         })
     }
 
+    /// Activates or deactivates a user. Deactivating removes every token of the user, login
+    /// and personal, as Rocket.Chat's `unsetLoginTokens` does, so reactivating revives none.
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
         let now = now_ms();
         in_write!(self, |tx| {
-            sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE username = $3")
-                .bind(active)
-                .bind(now)
+            let found =
+                sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE username = $3")
+                    .bind(active)
+                    .bind(now)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            if found && !active {
+                sqlx::query(
+                    "DELETE FROM sessions WHERE user_id IN \
+                     (SELECT id FROM users WHERE username = $1)",
+                )
                 .bind(username)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0
+                .await?;
+            }
+            found
         })
     }
 

@@ -285,6 +285,17 @@ impl TestApp {
         }
     }
 
+    /// Another login token for an existing user.
+    pub async fn another_token(&self, login: &Login) -> Login {
+        let token = issue_token(&self.store, &login.user_id, TokenLifetime::Default)
+            .await
+            .expect("issue a token");
+        Login {
+            user_id: login.user_id.clone(),
+            token,
+        }
+    }
+
     pub async fn admin(&self) -> Login {
         self.user("admin", &["admin", "user"]).await
     }
