@@ -49,23 +49,38 @@ pub struct JsonBody<T>(pub T);
 
 impl<T: FromJson + Send> FromBody for JsonBody<T> {
     async fn from_body(headers: &HeaderMap, body: Body) -> Result<Self, ApiError> {
-        let is_json = headers
+        let mime = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(invalid::<T>(
-                "the request body must be JSON, sent with Content-Type: application/json".into(),
-            ));
-        }
+            .map(|m| m.trim().to_ascii_lowercase());
+        // Rocket.Chat's router reads JSON and, field by field as strings, HTML forms
+        // (compatibility.md, section 6).
+        let form = match mime.as_deref() {
+            Some("application/json") => false,
+            Some("application/x-www-form-urlencoded") => true,
+            _ => {
+                return Err(invalid::<T>(
+                    "the request body must be JSON (Content-Type: application/json) or a form \
+                     (application/x-www-form-urlencoded)"
+                        .into(),
+                ));
+            }
+        };
         // Past the limit the read fails: the body is too large (a broken connection never
         // gets to see an answer).
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?;
+        let value: Value = if form {
+            let fields: Map<String, Value> = form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            Value::Object(fields)
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?
+        };
         T::from_json(value).map(JsonBody).map_err(invalid::<T>)
     }
 }
