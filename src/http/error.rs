@@ -19,6 +19,14 @@ const UNAVAILABLE: &str = r#"{"success":false,"error":"Service Unavailable"}"#;
 const INTERNAL: &str = r#"{"success":false,"error":"Internal server error"}"#;
 const ADDITIONAL_PROPERTY: &str = "must NOT have additional properties";
 
+/// What Meteor said when it refused a login.
+#[derive(Debug)]
+pub struct LoginRefusal {
+    pub error: serde_json::Value,
+    pub message: &'static str,
+    pub details: Option<serde_json::Value>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 401: no valid session. The body is chosen by a setting; both cases of 401 (unknown user,
@@ -52,12 +60,8 @@ pub enum ApiError {
     },
     /// 401 for a login that Meteor refused with an error of its own (`ApiClass.ts` login):
     /// `error` is the Meteor error's code (a number for Meteor's own 403s), `message` its reason.
-    #[error("login refused: {message}")]
-    LoginRefused {
-        error: serde_json::Value,
-        message: &'static str,
-        details: Option<serde_json::Value>,
-    },
+    #[error("login refused: {}", .0.message)]
+    LoginRefused(Box<LoginRefusal>),
     /// 401 for a failed password login (its own body, whatever the 401 setting).
     #[error("login failed")]
     LoginFailed,
@@ -184,11 +188,12 @@ impl ApiError {
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
-            ApiError::LoginRefused {
-                error,
-                message,
-                details,
-            } => {
+            ApiError::LoginRefused(refusal) => {
+                let LoginRefusal {
+                    error,
+                    message,
+                    details,
+                } = refusal.as_ref();
                 // Rocket.Chat assigns `status`, `error`, `details` and `message` over its 401
                 // body; an absent `details` is left out by JSON.
                 let mut body = serde_json::Map::new();

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::auth_token;
 use super::body::{Fields, FromJson, JsonBody};
-use super::error::ApiError;
+use super::error::{ApiError, LoginRefusal};
 use super::guard::{Guarded, route};
 use super::openapi::{self as api, True};
 use super::rate_limit::ClientAddress;
@@ -158,11 +158,11 @@ pub async fn login(
 /// Meteor's validation of a login whose credentials were right: a deactivated user is refused
 /// with its own error (compatibility.md, section 4.1).
 fn not_activated() -> ApiError {
-    ApiError::LoginRefused {
+    ApiError::LoginRefused(Box::new(LoginRefusal {
         error: "error-user-is-not-activated".into(),
         message: "User is not activated",
         details: Some(serde_json::json!({"function": "Accounts.validateLoginAttempt"})),
-    }
+    }))
 }
 
 /// A password login: the user's id and a new login token.
@@ -210,10 +210,12 @@ async fn resume_login(
 ) -> Result<(String, String), ApiError> {
     let now = now_ms();
     state.login_guard.check_address(client, now)?;
-    let refused = |message| ApiError::LoginRefused {
-        error: 403.into(),
-        message,
-        details: None,
+    let refused = |message| {
+        ApiError::LoginRefused(Box::new(LoginRefusal {
+            error: 403.into(),
+            message,
+            details: None,
+        }))
     };
     let Some(session) = state
         .store
