@@ -332,6 +332,9 @@ async fn users_delete_by_id_or_username(db: TestDb) {
     assert_eq!(neither.status, StatusCode::BAD_REQUEST);
 }
 
+// `apps/meteor/server/api/v1/permissions.ts` (listAll: `Date.parse`, the Meteor error for an
+// invalid date, `if (updatedSince)`), over the table of
+// `apps/meteor/app/authorization/server/constant/permissions.ts`.
 async fn permissions_list_all_with_updated_since(db: TestDb) {
     let app = app_without_limit(&db).await;
     let viewer = app.user("viewer", &["user"]).await;
@@ -341,7 +344,14 @@ async fn permissions_list_all_with_updated_since(db: TestDb) {
     assert_eq!(v["success"], true);
     assert_eq!(v["remove"], json!([]));
     let update = v["update"].as_array().unwrap();
-    assert_eq!(update.len(), 7);
+    assert_eq!(update.len(), 172);
+    let roles_of = |id: &str| update.iter().find(|p| p["_id"] == id).unwrap()["roles"].clone();
+    assert_eq!(
+        roles_of("create-c"),
+        json!(["admin", "user", "federated-external", "bot", "app"])
+    );
+    assert_eq!(roles_of("kick-user-from-any-p-room"), json!([]));
+    assert_eq!(roles_of("message-impersonate"), json!(["bot", "app"]));
     let view = update
         .iter()
         .find(|p| p["_id"] == "view-import-operations")
@@ -356,27 +366,61 @@ async fn permissions_list_all_with_updated_since(db: TestDb) {
         .set_permission_roles("run-import", &["admin".into(), "bot".into()])
         .await
         .unwrap();
+    let ids_since = |answer: &Answer| -> Vec<Value> {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.json()["update"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["_id"].clone())
+            .collect()
+    };
     let newer = app
         .get(
             &format!("/api/v1/permissions.listAll?updatedSince={since}"),
             Some(&viewer),
         )
         .await;
-    let ids: Vec<Value> = newer.json()["update"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["_id"].clone())
-        .collect();
-    assert_eq!(ids, vec![json!("run-import")]);
-    let bad = app
-        .get(
-            "/api/v1/permissions.listAll?updatedSince=yesterday",
-            Some(&viewer),
-        )
+    assert_eq!(ids_since(&newer), vec![json!("run-import")]);
+    // What `Date.parse` reads: a date alone, another offset, the form of `toUTCString()`.
+    for (since, expected) in [
+        ("2999-01-01", 0),
+        ("1970-01-02", 172),
+        ("2999-01-01T10:00:00%2B01:00", 0),
+        ("Tue%2C%2001%20Dec%202999%2010%3A00%3A00%20GMT", 0),
+        ("Thu%2C%2001%20Jan%201970%2000%3A00%3A00%20GMT", 172),
+        ("Jan%202%2C%201970", 172),
+    ] {
+        let answer = app
+            .get(
+                &format!("/api/v1/permissions.listAll?updatedSince={since}"),
+                Some(&viewer),
+            )
+            .await;
+        assert_eq!(ids_since(&answer).len(), expected, "{since}");
+    }
+    // An empty value is no value (`if (updatedSince)`).
+    let empty = app
+        .get("/api/v1/permissions.listAll?updatedSince=", Some(&viewer))
         .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad.json()["errorType"], "error-roomId-param-invalid");
+    assert_eq!(ids_since(&empty).len(), 172);
+    for bad in ["yesterday", "2026-13-01", "Dec%2032%202026"] {
+        let bad = app
+            .get(
+                &format!("/api/v1/permissions.listAll?updatedSince={bad}"),
+                Some(&viewer),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            bad.json(),
+            json!({
+                "success": false,
+                "error": "The \"updatedSince\" query parameter must be a valid date. [error-roomId-param-invalid]",
+                "errorType": "error-roomId-param-invalid",
+            })
+        );
+    }
     let extra = app
         .get("/api/v1/permissions.listAll?other=1", Some(&viewer))
         .await;
@@ -399,17 +443,48 @@ async fn permissions_update_checks_then_applies(db: TestDb) {
     );
 
     let bad_perm = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user"]}, {"_id": "no-such", "roles": ["admin"]}]});
+    // `API.v1.failure('Invalid permission', 'error-invalid-permission')`
+    // (`apps/meteor/server/api/v1/permissions.ts`): the bare text, and the type.
+    let invalid_permission = json!({"success": false, "error": "Invalid permission", "errorType": "error-invalid-permission"});
     let answer = app
         .post("/api/v1/permissions.update", Some(&admin), &bad_perm)
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer.json()["errorType"], "error-invalid-permission");
+    assert_eq!(answer.json(), invalid_permission);
+    // The same permission twice does not match the count of those found.
+    let twice = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user"]}, {"_id": "view-import-operations", "roles": ["admin"]}]});
+    let answer = app
+        .post("/api/v1/permissions.update", Some(&admin), &twice)
+        .await;
+    assert_eq!(
+        (answer.status, answer.json()),
+        (StatusCode::BAD_REQUEST, invalid_permission)
+    );
     let bad_role =
         json!({"permissions": [{"_id": "view-import-operations", "roles": ["no-such-role"]}]});
     let answer = app
         .post("/api/v1/permissions.update", Some(&admin), &bad_role)
         .await;
-    assert_eq!(answer.json()["errorType"], "error-invalid-role");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json(),
+        json!({"success": false, "error": "Invalid role", "errorType": "error-invalid-role"})
+    );
+    // `roles` has `uniqueItems`.
+    let repeated = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user", "admin", "user"]}]});
+    let answer = app
+        .post("/api/v1/permissions.update", Some(&admin), &repeated)
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["errorType"], "error-invalid-params");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("must NOT have duplicate items (items ## 2 and 0 are identical)"),
+        "{}",
+        answer.body
+    );
     // Neither bad request changed anything.
     assert_eq!(
         app.get(LATEST, Some(&viewer)).await.status,
@@ -430,7 +505,7 @@ async fn permissions_update_checks_then_applies(db: TestDb) {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let v = answer.json();
     assert_eq!(v["success"], true);
-    assert_eq!(v["permissions"].as_array().unwrap().len(), 7);
+    assert_eq!(v["permissions"].as_array().unwrap().len(), 172);
     assert_eq!(app.get(LATEST, Some(&viewer)).await.status, StatusCode::OK);
 }
 
