@@ -35,6 +35,9 @@ on_both_backends!(
     the_upsert_extension_refuses_bad_operations,
     rate_limit_counts_calls_with_headers_then_429,
     rate_limit_windows_reset,
+    rate_limit_window_is_shared_by_the_clients_of_a_route,
+    rate_limit_restart_clears_every_clients_count,
+    rate_limit_routes_have_windows_of_their_own,
     rate_limit_spares_bypass_holders_and_unlimited_routes,
     rate_limit_comes_after_auth_and_params,
     rate_limit_can_be_turned_off,
@@ -779,7 +782,7 @@ async fn rate_limit_counts_calls_with_headers_then_429(db: TestDb) {
 }
 
 async fn rate_limit_windows_reset(db: TestDb) {
-    let app = TestApp::with_settings(&db, limited_settings(2, 400)).await;
+    let app = TestApp::with_settings(&db, limited_settings(2, 1_000)).await;
     let user = app.user("plain", &["user"]).await;
     assert_eq!(
         app.get("/api/v1/me", Some(&user)).await.status,
@@ -796,10 +799,125 @@ async fn rate_limit_windows_reset(db: TestDb) {
         "{}",
         limited.body
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
     let fresh = app.get("/api/v1/me", Some(&user)).await;
     assert_eq!(fresh.status, StatusCode::OK);
     assert_eq!(fresh.header("x-ratelimit-remaining"), Some("1"));
+}
+
+/// A GET from the client address `ip`, as a trusted proxy reports it.
+async fn get_from(app: &TestApp, path: &str, login: &Login, ip: &str) -> Answer {
+    let request = Request::get(path)
+        .header("X-User-Id", &login.user_id)
+        .header("X-Auth-Token", &login.token)
+        .header("X-Forwarded-For", ip)
+        .body(Body::empty())
+        .unwrap();
+    app.request(request).await
+}
+
+fn reset_of(answer: &Answer) -> i64 {
+    answer
+        .header("x-ratelimit-reset")
+        .expect("X-RateLimit-Reset")
+        .parse()
+        .unwrap()
+}
+
+fn proxied_limited_settings(calls: u32, window_ms: u64) -> Settings {
+    Settings {
+        trust_proxy: true,
+        ..limited_settings(calls, window_ms)
+    }
+}
+
+// Meteor's `packages/rate-limit/rate-limit.js` (one `_lastResetTime` per rule) under the rule
+// `apps/meteor/server/api/ApiClass.ts` makes per route and method, matching every `IPAddr`.
+async fn rate_limit_window_is_shared_by_the_clients_of_a_route(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(2, 60_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    let first = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        reset_of(&first),
+        reset_of(&second),
+        "one window for both clients"
+    );
+    // Each client has its own count in it.
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(second.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, "192.0.2.1")
+            .await
+            .header("x-ratelimit-remaining"),
+        Some("0")
+    );
+    let limited = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reset_of(&limited), reset_of(&first));
+    let other = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(reset_of(&other), reset_of(&first));
+}
+
+async fn rate_limit_restart_clears_every_clients_count(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(2, 1_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    for _ in 0..2 {
+        assert_eq!(
+            get_from(&app, "/api/v1/me", &user, "192.0.2.1")
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let spent = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(spent.status, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    // Another client's call restarts the route's window...
+    let restart = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(restart.status, StatusCode::OK);
+    assert!(reset_of(&restart) >= reset_of(&spent) + 1_000);
+    // ...and with it the first client's count.
+    let again = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(reset_of(&again), reset_of(&restart));
+}
+
+async fn rate_limit_routes_have_windows_of_their_own(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(1, 1_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    let ip = "192.0.2.7";
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, ip).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, ip).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another route counts apart.
+    let list = "/api/v1/permissions.listAll";
+    assert_eq!(get_from(&app, list, &user, ip).await.status, StatusCode::OK);
+    // Past the interval, each route's window restarts at its own first call.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let me = get_from(&app, "/api/v1/me", &user, ip).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let listed = get_from(&app, list, &user, ip).await;
+    assert_eq!((me.status, listed.status), (StatusCode::OK, StatusCode::OK));
+    assert!(
+        reset_of(&listed) >= reset_of(&me) + 200,
+        "{} {}",
+        reset_of(&me),
+        reset_of(&listed)
+    );
 }
 
 async fn rate_limit_spares_bypass_holders_and_unlimited_routes(db: TestDb) {
