@@ -49,8 +49,10 @@ route!(
     security(("userId" = [], "authToken" = [])),
     params(
         ("updatedSince" = Option<String>, Query, format = DateTime,
-            description = "Only the permissions changed after this date \
-            (`2021-10-27T11:26:24.430Z`); no other query parameter is accepted"),
+            description = "Only the permissions changed after this date, in a form \
+            JavaScript's `Date.parse` reads (`2021-10-27T11:26:24.430Z`, `2021-10-27`, \
+            `Wed, 27 Oct 2021 11:26:24 GMT`, ...); empty is none; no other query parameter is \
+            accepted"),
     ),
     responses(
         (status = 200, description = "The permissions", body = api::PermissionsListAll),
@@ -162,8 +164,10 @@ route!(
         (status = 200, description = "Every permission, after the change",
             body = api::PermissionsUpdateResponse),
         (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
-            a missing or mistyped field), `error-invalid-permission` (a permission that does not \
-            exist) or `error-invalid-role` (a role that does not exist); nothing is changed"),
+            a missing or mistyped field, a role repeated), `Invalid permission` \
+            (`error-invalid-permission`: a permission that does not exist, or one given twice) \
+            or `Invalid role` (`error-invalid-role`: a role that does not exist); nothing is \
+            changed"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
     ),
