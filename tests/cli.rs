@@ -323,6 +323,7 @@ fn migrate_creates_the_database_and_can_run_again() {
         "leader",
         "owner",
         "user",
+        "federated-external",
         "bot",
         "app",
         "guest",
@@ -332,12 +333,13 @@ fn migrate_creates_the_database_and_can_run_again() {
     ] {
         assert!(roles.iter().any(|r| r == role), "{role} missing: {roles:?}");
     }
+    // The whole table of `apps/meteor/app/authorization/server/constant/permissions.ts`.
     assert_eq!(
         db.json(&["permission", "list", "--json"])
             .as_array()
             .unwrap()
             .len(),
-        7
+        172
     );
     assert_eq!(db.json(&["user", "list", "--json"]), Value::Array(vec![]));
     assert_eq!(db.json(&["ops", "list", "--json"]), Value::Array(vec![]));
