@@ -32,7 +32,7 @@ pub struct Settings {
     #[arg(long, env = "IMPORTOPS_LOGIN_EXPIRATION_DAYS", default_value_t = defaults::LOGIN_EXPIRATION_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub login_expiration_days: u32,
-    /// Calls allowed per rate-limit window, per route, method and client address (0: off)
+    /// Calls allowed per rate-limit window, per client address on each route and method (0: off)
     #[arg(long, env = "IMPORTOPS_RATE_LIMIT_CALLS", default_value_t = defaults::RATE_LIMIT_CALLS)]
     pub rate_limit_calls: u32,
     /// Length of a rate-limit window in milliseconds (0: off)

@@ -65,7 +65,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        // The peer address feeds the rate limiter's per-client windows.
+        // The peer address feeds the rate limiter's per-client counters.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)

@@ -33,7 +33,10 @@ const ENV_VARS: [&str; 7] = [
     "IMPORTOPS_ADMIN_PASSWORD",
 ];
 
-const DEFAULT_PERMISSIONS: [(&str, &[&str]); 7] = [
+/// A few of Rocket.Chat's defaults, spelled out (the whole table is
+/// `importops::domain::permission::DEFAULT_PERMISSIONS`, from
+/// `apps/meteor/app/authorization/server/constant/permissions.ts`).
+const SOME_DEFAULT_PERMISSIONS: [(&str, &[&str]); 7] = [
     ("access-permissions", &["admin"]),
     ("api-bypass-rate-limit", &["admin", "bot", "app"]),
     ("create-personal-access-tokens", &["admin", "user"]),
@@ -320,6 +323,7 @@ fn migrate_creates_the_database_and_can_run_again() {
         "leader",
         "owner",
         "user",
+        "federated-external",
         "bot",
         "app",
         "guest",
@@ -329,12 +333,13 @@ fn migrate_creates_the_database_and_can_run_again() {
     ] {
         assert!(roles.iter().any(|r| r == role), "{role} missing: {roles:?}");
     }
+    // The whole table of `apps/meteor/app/authorization/server/constant/permissions.ts`.
     assert_eq!(
         db.json(&["permission", "list", "--json"])
             .as_array()
             .unwrap()
             .len(),
-        7
+        172
     );
     assert_eq!(db.json(&["user", "list", "--json"]), Value::Array(vec![]));
     assert_eq!(db.json(&["ops", "list", "--json"]), Value::Array(vec![]));
@@ -782,16 +787,16 @@ fn permission_list_has_rocketchats_defaults() {
             )
         })
         .collect();
-    let expected: Vec<(String, Vec<String>)> = DEFAULT_PERMISSIONS
-        .iter()
-        .map(|(id, roles)| {
-            (
-                id.to_string(),
-                roles.iter().map(|r| r.to_string()).collect(),
-            )
-        })
-        .collect();
-    assert_eq!(listed, expected);
+    // Every permission of the table once, in the order of their names.
+    assert_eq!(
+        listed.len(),
+        importops::domain::permission::DEFAULT_PERMISSIONS.len()
+    );
+    assert!(listed.windows(2).all(|w| w[0].0 < w[1].0));
+    for (id, roles) in SOME_DEFAULT_PERMISSIONS {
+        let found = listed.iter().find(|(p, _)| p == id).expect(id);
+        assert_eq!(found.1, roles.to_vec(), "{id}");
+    }
 
     let table = db.ok(&["permission", "list"]);
     let lines: Vec<Vec<&str>> = table
@@ -799,7 +804,10 @@ fn permission_list_has_rocketchats_defaults() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(lines[0], ["PERMISSION", "ROLES"]);
-    assert_eq!(lines.len(), 8);
+    assert_eq!(
+        lines.len(),
+        importops::domain::permission::DEFAULT_PERMISSIONS.len() + 1
+    );
     assert!(lines.contains(&vec!["api-bypass-rate-limit", "admin,bot,app"]));
     assert!(lines.contains(&vec!["view-import-operations", "admin"]));
 }
@@ -835,7 +843,7 @@ fn permission_set() {
     let listed = db.json(&["permission", "list", "--json"]);
     assert_eq!(
         listed.as_array().unwrap().len(),
-        7,
+        importops::domain::permission::DEFAULT_PERMISSIONS.len(),
         "a permission was created"
     );
 

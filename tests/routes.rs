@@ -35,6 +35,9 @@ on_both_backends!(
     the_upsert_extension_refuses_bad_operations,
     rate_limit_counts_calls_with_headers_then_429,
     rate_limit_windows_reset,
+    rate_limit_window_is_shared_by_the_clients_of_a_route,
+    rate_limit_restart_clears_every_clients_count,
+    rate_limit_routes_have_windows_of_their_own,
     rate_limit_spares_bypass_holders_and_unlimited_routes,
     rate_limit_comes_after_auth_and_params,
     rate_limit_can_be_turned_off,
@@ -358,6 +361,9 @@ async fn users_delete_by_id_or_username(db: TestDb) {
     );
 }
 
+// `apps/meteor/server/api/v1/permissions.ts` (listAll: `Date.parse`, the Meteor error for an
+// invalid date, `if (updatedSince)`), over the table of
+// `apps/meteor/app/authorization/server/constant/permissions.ts`.
 async fn permissions_list_all_with_updated_since(db: TestDb) {
     let app = app_without_limit(&db).await;
     let viewer = app.user("viewer", &["user"]).await;
@@ -367,7 +373,14 @@ async fn permissions_list_all_with_updated_since(db: TestDb) {
     assert_eq!(v["success"], true);
     assert_eq!(v["remove"], json!([]));
     let update = v["update"].as_array().unwrap();
-    assert_eq!(update.len(), 7);
+    assert_eq!(update.len(), 172);
+    let roles_of = |id: &str| update.iter().find(|p| p["_id"] == id).unwrap()["roles"].clone();
+    assert_eq!(
+        roles_of("create-c"),
+        json!(["admin", "user", "federated-external", "bot", "app"])
+    );
+    assert_eq!(roles_of("kick-user-from-any-p-room"), json!([]));
+    assert_eq!(roles_of("message-impersonate"), json!(["bot", "app"]));
     let view = update
         .iter()
         .find(|p| p["_id"] == "view-import-operations")
@@ -382,27 +395,61 @@ async fn permissions_list_all_with_updated_since(db: TestDb) {
         .set_permission_roles("run-import", &["admin".into(), "bot".into()])
         .await
         .unwrap();
+    let ids_since = |answer: &Answer| -> Vec<Value> {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.json()["update"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["_id"].clone())
+            .collect()
+    };
     let newer = app
         .get(
             &format!("/api/v1/permissions.listAll?updatedSince={since}"),
             Some(&viewer),
         )
         .await;
-    let ids: Vec<Value> = newer.json()["update"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["_id"].clone())
-        .collect();
-    assert_eq!(ids, vec![json!("run-import")]);
-    let bad = app
-        .get(
-            "/api/v1/permissions.listAll?updatedSince=yesterday",
-            Some(&viewer),
-        )
+    assert_eq!(ids_since(&newer), vec![json!("run-import")]);
+    // What `Date.parse` reads: a date alone, another offset, the form of `toUTCString()`.
+    for (since, expected) in [
+        ("2999-01-01", 0),
+        ("1970-01-02", 172),
+        ("2999-01-01T10:00:00%2B01:00", 0),
+        ("Tue%2C%2001%20Dec%202999%2010%3A00%3A00%20GMT", 0),
+        ("Thu%2C%2001%20Jan%201970%2000%3A00%3A00%20GMT", 172),
+        ("Jan%202%2C%201970", 172),
+    ] {
+        let answer = app
+            .get(
+                &format!("/api/v1/permissions.listAll?updatedSince={since}"),
+                Some(&viewer),
+            )
+            .await;
+        assert_eq!(ids_since(&answer).len(), expected, "{since}");
+    }
+    // An empty value is no value (`if (updatedSince)`).
+    let empty = app
+        .get("/api/v1/permissions.listAll?updatedSince=", Some(&viewer))
         .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad.json()["errorType"], "error-roomId-param-invalid");
+    assert_eq!(ids_since(&empty).len(), 172);
+    for bad in ["yesterday", "2026-13-01", "Dec%2032%202026"] {
+        let bad = app
+            .get(
+                &format!("/api/v1/permissions.listAll?updatedSince={bad}"),
+                Some(&viewer),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            bad.json(),
+            json!({
+                "success": false,
+                "error": "The \"updatedSince\" query parameter must be a valid date. [error-roomId-param-invalid]",
+                "errorType": "error-roomId-param-invalid",
+            })
+        );
+    }
     let extra = app
         .get("/api/v1/permissions.listAll?other=1", Some(&viewer))
         .await;
@@ -425,17 +472,48 @@ async fn permissions_update_checks_then_applies(db: TestDb) {
     );
 
     let bad_perm = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user"]}, {"_id": "no-such", "roles": ["admin"]}]});
+    // `API.v1.failure('Invalid permission', 'error-invalid-permission')`
+    // (`apps/meteor/server/api/v1/permissions.ts`): the bare text, and the type.
+    let invalid_permission = json!({"success": false, "error": "Invalid permission", "errorType": "error-invalid-permission"});
     let answer = app
         .post("/api/v1/permissions.update", Some(&admin), &bad_perm)
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer.json()["errorType"], "error-invalid-permission");
+    assert_eq!(answer.json(), invalid_permission);
+    // The same permission twice does not match the count of those found.
+    let twice = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user"]}, {"_id": "view-import-operations", "roles": ["admin"]}]});
+    let answer = app
+        .post("/api/v1/permissions.update", Some(&admin), &twice)
+        .await;
+    assert_eq!(
+        (answer.status, answer.json()),
+        (StatusCode::BAD_REQUEST, invalid_permission)
+    );
     let bad_role =
         json!({"permissions": [{"_id": "view-import-operations", "roles": ["no-such-role"]}]});
     let answer = app
         .post("/api/v1/permissions.update", Some(&admin), &bad_role)
         .await;
-    assert_eq!(answer.json()["errorType"], "error-invalid-role");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json(),
+        json!({"success": false, "error": "Invalid role", "errorType": "error-invalid-role"})
+    );
+    // `roles` has `uniqueItems`.
+    let repeated = json!({"permissions": [{"_id": "view-import-operations", "roles": ["user", "admin", "user"]}]});
+    let answer = app
+        .post("/api/v1/permissions.update", Some(&admin), &repeated)
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["errorType"], "error-invalid-params");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("must NOT have duplicate items (items ## 2 and 0 are identical)"),
+        "{}",
+        answer.body
+    );
     // Neither bad request changed anything.
     assert_eq!(
         app.get(LATEST, Some(&viewer)).await.status,
@@ -456,7 +534,7 @@ async fn permissions_update_checks_then_applies(db: TestDb) {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let v = answer.json();
     assert_eq!(v["success"], true);
-    assert_eq!(v["permissions"].as_array().unwrap().len(), 7);
+    assert_eq!(v["permissions"].as_array().unwrap().len(), 172);
     assert_eq!(app.get(LATEST, Some(&viewer)).await.status, StatusCode::OK);
 }
 
@@ -730,7 +808,7 @@ async fn rate_limit_counts_calls_with_headers_then_429(db: TestDb) {
 }
 
 async fn rate_limit_windows_reset(db: TestDb) {
-    let app = TestApp::with_settings(&db, limited_settings(2, 400)).await;
+    let app = TestApp::with_settings(&db, limited_settings(2, 1_000)).await;
     let user = app.user("plain", &["user"]).await;
     assert_eq!(
         app.get("/api/v1/me", Some(&user)).await.status,
@@ -747,10 +825,125 @@ async fn rate_limit_windows_reset(db: TestDb) {
         "{}",
         limited.body
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
     let fresh = app.get("/api/v1/me", Some(&user)).await;
     assert_eq!(fresh.status, StatusCode::OK);
     assert_eq!(fresh.header("x-ratelimit-remaining"), Some("1"));
+}
+
+/// A GET from the client address `ip`, as a trusted proxy reports it.
+async fn get_from(app: &TestApp, path: &str, login: &Login, ip: &str) -> Answer {
+    let request = Request::get(path)
+        .header("X-User-Id", &login.user_id)
+        .header("X-Auth-Token", &login.token)
+        .header("X-Forwarded-For", ip)
+        .body(Body::empty())
+        .unwrap();
+    app.request(request).await
+}
+
+fn reset_of(answer: &Answer) -> i64 {
+    answer
+        .header("x-ratelimit-reset")
+        .expect("X-RateLimit-Reset")
+        .parse()
+        .unwrap()
+}
+
+fn proxied_limited_settings(calls: u32, window_ms: u64) -> Settings {
+    Settings {
+        trust_proxy: true,
+        ..limited_settings(calls, window_ms)
+    }
+}
+
+// Meteor's `packages/rate-limit/rate-limit.js` (one `_lastResetTime` per rule) under the rule
+// `apps/meteor/server/api/ApiClass.ts` makes per route and method, matching every `IPAddr`.
+async fn rate_limit_window_is_shared_by_the_clients_of_a_route(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(2, 60_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    let first = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        reset_of(&first),
+        reset_of(&second),
+        "one window for both clients"
+    );
+    // Each client has its own count in it.
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(second.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, "192.0.2.1")
+            .await
+            .header("x-ratelimit-remaining"),
+        Some("0")
+    );
+    let limited = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reset_of(&limited), reset_of(&first));
+    let other = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(reset_of(&other), reset_of(&first));
+}
+
+async fn rate_limit_restart_clears_every_clients_count(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(2, 1_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    for _ in 0..2 {
+        assert_eq!(
+            get_from(&app, "/api/v1/me", &user, "192.0.2.1")
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let spent = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(spent.status, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    // Another client's call restarts the route's window...
+    let restart = get_from(&app, "/api/v1/me", &user, "192.0.2.2").await;
+    assert_eq!(restart.status, StatusCode::OK);
+    assert!(reset_of(&restart) >= reset_of(&spent) + 1_000);
+    // ...and with it the first client's count.
+    let again = get_from(&app, "/api/v1/me", &user, "192.0.2.1").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(reset_of(&again), reset_of(&restart));
+}
+
+async fn rate_limit_routes_have_windows_of_their_own(db: TestDb) {
+    let app = TestApp::with_settings(&db, proxied_limited_settings(1, 1_000)).await;
+    let user = app.user("plain", &["user"]).await;
+    let ip = "192.0.2.7";
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, ip).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_from(&app, "/api/v1/me", &user, ip).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another route counts apart.
+    let list = "/api/v1/permissions.listAll";
+    assert_eq!(get_from(&app, list, &user, ip).await.status, StatusCode::OK);
+    // Past the interval, each route's window restarts at its own first call.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let me = get_from(&app, "/api/v1/me", &user, ip).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let listed = get_from(&app, list, &user, ip).await;
+    assert_eq!((me.status, listed.status), (StatusCode::OK, StatusCode::OK));
+    assert!(
+        reset_of(&listed) >= reset_of(&me) + 200,
+        "{} {}",
+        reset_of(&me),
+        reset_of(&listed)
+    );
 }
 
 async fn rate_limit_spares_bypass_holders_and_unlimited_routes(db: TestDb) {

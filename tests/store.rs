@@ -14,6 +14,7 @@ use sqlx::Connection;
 on_both_backends!(
     opening_seeds_rocketchat_defaults_once,
     reopening_keeps_an_administrators_changes,
+    a_permission_missing_from_an_older_database_appears_after_migrate,
     users_are_created_found_listed_and_removed,
     a_taken_username_is_a_conflict,
     usernames_and_emails_conflict_ignoring_case,
@@ -58,30 +59,78 @@ fn session(user_id: &str, token: &str, kind: TokenKind, name: Option<&str>) -> N
     }
 }
 
+// Rocket.Chat's default table: `apps/meteor/app/authorization/server/constant/permissions.ts`
+// (172 distinct permissions), its roles from
+// `apps/meteor/app/authorization/server/functions/upsertPermissions.ts`.
 async fn opening_seeds_rocketchat_defaults_once(db: TestDb) {
     let store = db.open().await;
     store.migrate().await.unwrap();
     let permissions = store.list_permissions().await.unwrap();
-    let pairs: Vec<(String, Vec<String>)> =
-        permissions.into_iter().map(|p| (p.id, p.roles)).collect();
-    let expected: Vec<(String, Vec<String>)> = [
-        ("access-permissions", vec!["admin"]),
-        ("api-bypass-rate-limit", vec!["admin", "bot", "app"]),
-        ("create-personal-access-tokens", vec!["admin", "user"]),
-        ("create-user", vec!["admin"]),
-        ("delete-user", vec!["admin"]),
-        ("run-import", vec!["admin"]),
-        ("view-import-operations", vec!["admin"]),
-    ]
-    .into_iter()
-    .map(|(id, roles)| (id.to_owned(), roles.into_iter().map(String::from).collect()))
-    .collect();
-    assert_eq!(pairs, expected);
+    assert_eq!(permissions.len(), 172);
+    let roles_of = |id: &str| -> Vec<String> {
+        permissions
+            .iter()
+            .find(|p| p.id == id)
+            .unwrap_or_else(|| panic!("{id} is missing"))
+            .roles
+            .clone()
+    };
+    for (id, roles) in [
+        ("access-permissions", &["admin"][..]),
+        ("api-bypass-rate-limit", &["admin", "bot", "app"]),
+        ("create-personal-access-tokens", &["admin", "user"]),
+        ("create-user", &["admin"]),
+        ("delete-user", &["admin"]),
+        ("run-import", &["admin"]),
+        ("view-import-operations", &["admin"]),
+        ("add-user-to-any-p-room", &[]),
+        (
+            "leave-c",
+            &[
+                "admin",
+                "user",
+                "federated-external",
+                "bot",
+                "anonymous",
+                "app",
+            ],
+        ),
+        (
+            "view-l-room",
+            &[
+                "livechat-manager",
+                "livechat-monitor",
+                "livechat-agent",
+                "admin",
+            ],
+        ),
+        ("toggle-room-e2e-encryption", &["owner", "admin"]),
+        ("bypass-time-limit-edit-and-delete", &["bot", "app"]),
+        ("export-messages-as-pdf", &["admin", "user"]),
+    ] {
+        assert_eq!(roles_of(id), roles, "{id}");
+    }
     let roles = store.list_roles().await.unwrap();
-    assert_eq!(roles.len(), 11, "{roles:?}");
-    for role in ["admin", "user", "bot", "app", "guest", "livechat-manager"] {
+    assert_eq!(roles.len(), 12, "{roles:?}");
+    for role in [
+        "admin",
+        "moderator",
+        "leader",
+        "owner",
+        "user",
+        "federated-external",
+        "bot",
+        "app",
+        "guest",
+        "anonymous",
+        "livechat-agent",
+        "livechat-manager",
+    ] {
         assert!(roles.contains(&role.to_owned()), "{role}");
     }
+    // Seeding again adds nothing.
+    store.migrate().await.unwrap();
+    assert_eq!(store.list_permissions().await.unwrap(), permissions);
 }
 
 async fn reopening_keeps_an_administrators_changes(db: TestDb) {
@@ -105,6 +154,60 @@ async fn reopening_keeps_an_administrators_changes(db: TestDb) {
             .unwrap()
             .contains(&"importer".to_owned())
     );
+    // An emptied list is an administrator's change too, and survives a migrate.
+    again.set_permission_roles("create-c", &[]).await.unwrap();
+    again.migrate().await.unwrap();
+    assert_eq!(
+        again.permission_roles("create-c").await.unwrap().unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        again.permission_roles("run-import").await.unwrap().unwrap(),
+        vec!["admin", "importer"]
+    );
+}
+
+/// A database made by an older release lacks the permissions Rocket.Chat added since; the next
+/// start or migrate adds them with their default roles and touches nothing else.
+async fn a_permission_missing_from_an_older_database_appears_after_migrate(db: TestDb) {
+    let store = db.open().await;
+    store
+        .set_permission_roles("run-import", &["admin".into(), "importer".into()])
+        .await
+        .unwrap();
+    let removed = ["export-messages-as-pdf", "allow-internal-voice-calls"];
+    let statement = "DELETE FROM permissions WHERE id IN ('export-messages-as-pdf', 'allow-internal-voice-calls')";
+    if db.url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    for id in removed {
+        assert_eq!(store.permission_roles(id).await.unwrap(), None, "{id}");
+    }
+    let before = store.list_permissions().await.unwrap();
+    assert_eq!(before.len(), 170);
+    store.migrate().await.unwrap();
+    let after = store.list_permissions().await.unwrap();
+    assert_eq!(after.len(), 172);
+    assert_eq!(
+        store
+            .permission_roles("export-messages-as-pdf")
+            .await
+            .unwrap()
+            .unwrap(),
+        vec!["admin", "user"]
+    );
+    assert_eq!(
+        store.permission_roles("run-import").await.unwrap().unwrap(),
+        vec!["admin", "importer"]
+    );
+    // The others are as they were, their dates included.
+    for p in &before {
+        assert!(after.contains(p), "{} changed", p.id);
+    }
 }
 
 async fn users_are_created_found_listed_and_removed(db: TestDb) {

@@ -97,6 +97,15 @@ impl ApiError {
         }
     }
 
+    /// A 400 an action answers with `API.v1.failure(message, type)`: the message as it is,
+    /// without the bracketed type a thrown Meteor error carries.
+    pub fn failure(error_type: &'static str, message: &str) -> Self {
+        ApiError::BadRequest {
+            error: message.to_owned(),
+            error_type,
+        }
+    }
+
     /// A 400 for a Meteor error: the message carries the type in brackets, as Rocket.Chat's do.
     pub fn meteor(error_type: &'static str, message: &str) -> Self {
         ApiError::BadRequest {

@@ -28,15 +28,16 @@ impl FromQuery for NoQuery {
 }
 
 /// The optional `updatedSince` parameter of `permissions.listAll`, as epoch ms; no other
-/// parameter is accepted.
+/// parameter is accepted. Read as JavaScript's `Date.parse` reads it
+/// (docs/compatibility.md#4-4-permissions); an empty value is no value, as in Rocket.Chat.
 pub struct UpdatedSince(pub Option<i64>);
 
 impl FromQuery for UpdatedSince {
     fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
         let params = check_params(query, &["updatedSince"])?;
-        match params.get("updatedSince") {
-            None => Ok(UpdatedSince(None)),
-            Some(text) => crate::domain::time::parse_iso_ms(text)
+        match params.get("updatedSince").map(String::as_str) {
+            None | Some("") => Ok(UpdatedSince(None)),
+            Some(text) => crate::domain::time::parse_js_date(text)
                 .map(|ms| UpdatedSince(Some(ms)))
                 .ok_or_else(|| {
                     ApiError::meteor(

@@ -1,5 +1,6 @@
 //! `permissions.listAll` and `permissions.update`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -48,8 +49,10 @@ route!(
     security(("userId" = [], "authToken" = [])),
     params(
         ("updatedSince" = Option<String>, Query, format = DateTime,
-            description = "Only the permissions changed after this date \
-            (`2021-10-27T11:26:24.430Z`); no other query parameter is accepted"),
+            description = "Only the permissions changed after this date, in a form \
+            JavaScript's `Date.parse` reads (`2021-10-27T11:26:24.430Z`, `2021-10-27`, \
+            `Wed, 27 Oct 2021 11:26:24 GMT`, ...); empty is none; no other query parameter is \
+            accepted"),
     ),
     responses(
         (status = 200, description = "The permissions", body = api::PermissionsListAll),
@@ -111,11 +114,29 @@ impl FromJson for UpdateBody {
                         ));
                     }
                 };
+                if let Some((later, earlier)) = duplicate(&roles) {
+                    return Err(format!(
+                        "/permissions/{i}/roles must NOT have duplicate items (items ## {later} and {earlier} are identical)"
+                    ));
+                }
                 Ok((id, roles))
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(UpdateBody { changes })
     }
+}
+
+/// The first pair of equal items as the schema's `uniqueItems` reports it (scanning from the
+/// end): the later index, then the earlier one.
+fn duplicate(items: &[String]) -> Option<(usize, usize)> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate().rev() {
+        if let Some(&later) = seen.get(item.as_str()) {
+            return Some((later, i));
+        }
+        seen.insert(item, i);
+    }
+    None
 }
 
 route!(
@@ -143,8 +164,10 @@ route!(
         (status = 200, description = "Every permission, after the change",
             body = api::PermissionsUpdateResponse),
         (status = 400, body = api::BadRequest, description = "`error-invalid-params` (not JSON, \
-            a missing or mistyped field), `error-invalid-permission` (a permission that does not \
-            exist) or `error-invalid-role` (a role that does not exist); nothing is changed"),
+            a missing or mistyped field, a role repeated), `Invalid permission` \
+            (`error-invalid-permission`: a permission that does not exist, or one given twice) \
+            or `Invalid role` (`error-invalid-role`: a role that does not exist); nothing is \
+            changed"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
     ),
@@ -156,13 +179,17 @@ pub async fn update(
         ..
     }: Guarded<Update>,
 ) -> Result<Json<api::PermissionsUpdateResponse>, ApiError> {
+    // Rocket.Chat looks the permissions up by id and compares the counts, so an id that does
+    // not exist, or one given twice, is an invalid permission; then the same for the distinct
+    // roles (docs/compatibility.md#4-4-permissions).
     let existing = state.store.list_permissions().await?;
-    if body
+    let mut ids = HashSet::new();
+    if !body
         .changes
         .iter()
-        .any(|(id, _)| !existing.iter().any(|p| &p.id == id))
+        .all(|(id, _)| ids.insert(id.as_str()) && existing.iter().any(|p| &p.id == id))
     {
-        return Err(ApiError::meteor(
+        return Err(ApiError::failure(
             "error-invalid-permission",
             "Invalid permission",
         ));
@@ -174,7 +201,7 @@ pub async fn update(
         .flat_map(|(_, r)| r)
         .any(|r| !roles.contains(r))
     {
-        return Err(ApiError::meteor("error-invalid-role", "Invalid role"));
+        return Err(ApiError::failure("error-invalid-role", "Invalid role"));
     }
     state.store.set_permissions(&body.changes).await?;
     let all: Vec<api::Permission> = state

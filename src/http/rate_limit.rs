@@ -1,14 +1,23 @@
-//! Rocket.Chat's API rate limiter: per route, method and client address, fixed windows that
-//! start with the first call. Callers holding `api-bypass-rate-limit` are never limited and get
-//! no headers; others get `X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch ms), and a 429
-//! once the window's calls are spent.
+//! Rocket.Chat's API rate limiter, as Meteor's `RateLimiter` keeps it
+//! (docs/compatibility.md#5-rate-limiter): one rule per route and method, whose one window is
+//! shared by every client. The window starts when the limiter is made and restarts lazily, at
+//! the first call that comes more than the interval after the last restart, which clears every
+//! client's counter; within a window each client address has its own counter. So every client
+//! of a route sees the same `X-RateLimit-Reset`. Callers holding `api-bypass-rate-limit` are
+//! never limited and get no headers; others get `X-RateLimit-Limit`, `-Remaining` and `-Reset`
+//! (epoch ms), and a 429 once their calls of the window are spent.
 //!
 //! Rocket.Chat applies the limiter after authentication, permission and parameter checks, so
 //! it is the last of a route's checks (`guard::check`).
+//!
+//! Memory is bounded: at most [`MAX_RULES`] rules, each with at most [`MAX_CLIENTS`] client
+//! counters; past that, the clients new to the window share one counter (and routes past the
+//! bound one rule). Each call costs one hash lookup in its rule; a restart swaps the rule's
+//! counters for an empty map instead of visiting them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
@@ -21,20 +30,32 @@ use crate::config::Settings;
 use crate::domain::permission;
 use crate::domain::time::now_ms;
 
-/// Past this many tracked windows, expired ones are dropped.
-const PRUNE_AT: usize = 10_000;
+/// The most client counters a rule keeps in one window.
+pub const MAX_CLIENTS: usize = 10_000;
+/// The most rules (routes and methods) the limiter keeps; the router declares far fewer.
+pub const MAX_RULES: usize = 256;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    route: String,
-    method: Method,
-    client: IpAddr,
+/// The rules of one route, by method.
+type RouteRules = Vec<(Method, Arc<Mutex<Rule>>)>;
+
+/// One rule's window and the counters of its clients.
+#[derive(Debug)]
+struct Rule {
+    /// When the window last (re)started, epoch ms.
+    last_reset_ms: i64,
+    counters: HashMap<IpAddr, u32>,
+    /// The calls of clients that came once `counters` was full, counted together.
+    overflow: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start_ms: i64,
-    calls: u32,
+impl Rule {
+    fn new(started_ms: i64) -> Self {
+        Rule {
+            last_reset_ms: started_ms,
+            counters: HashMap::new(),
+            overflow: 0,
+        }
+    }
 }
 
 /// The outcome of counting one call.
@@ -42,7 +63,7 @@ struct Window {
 pub struct Count {
     pub limit: u32,
     pub remaining: u32,
-    /// When the window ends, epoch ms.
+    /// When the rule's window ends, epoch ms: the same for every client of the route.
     pub reset_ms: i64,
     pub allowed: bool,
 }
@@ -51,42 +72,95 @@ pub struct Count {
 pub struct RateLimiter {
     calls: u32,
     window_ms: i64,
-    windows: Mutex<HashMap<Key, Window>>,
+    /// When the limiter was made: every rule's first window starts then, as Rocket.Chat's
+    /// rules are made when its routes are.
+    made_ms: i64,
+    max_clients: usize,
+    /// The rules by route, then method; how many there are in all.
+    rules: RwLock<(HashMap<String, RouteRules>, usize)>,
+    /// The rule of routes past [`MAX_RULES`].
+    overflow_rule: Mutex<Rule>,
 }
 
 impl RateLimiter {
     /// The limiter the settings ask for; `None` when it is turned off.
     pub fn from_settings(settings: &Settings) -> Option<Self> {
-        (settings.rate_limit_calls > 0 && settings.rate_limit_window_ms > 0).then(|| RateLimiter {
-            calls: settings.rate_limit_calls,
-            window_ms: i64::try_from(settings.rate_limit_window_ms).unwrap_or(i64::MAX),
-            windows: Mutex::new(HashMap::new()),
+        (settings.rate_limit_calls > 0 && settings.rate_limit_window_ms > 0).then(|| {
+            RateLimiter::new(
+                settings.rate_limit_calls,
+                i64::try_from(settings.rate_limit_window_ms).unwrap_or(i64::MAX),
+                now_ms(),
+                MAX_CLIENTS,
+            )
         })
     }
 
-    /// Counts a call at `now_ms`.
-    fn count(&self, key: Key, now_ms: i64) -> Count {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= PRUNE_AT {
-            let window_ms = self.window_ms;
-            windows.retain(|_, w| now_ms < w.start_ms.saturating_add(window_ms));
+    fn new(calls: u32, window_ms: i64, made_ms: i64, max_clients: usize) -> Self {
+        RateLimiter {
+            calls,
+            window_ms,
+            made_ms,
+            max_clients,
+            rules: RwLock::new((HashMap::new(), 0)),
+            overflow_rule: Mutex::new(Rule::new(made_ms)),
         }
-        let window = windows.entry(key).or_insert(Window {
-            start_ms: now_ms,
-            calls: 0,
+    }
+
+    /// Counts a call of `client` to `route` at `now_ms`.
+    fn count(&self, route: &str, method: &Method, client: IpAddr, now_ms: i64) -> Count {
+        let find = |rules: &HashMap<String, RouteRules>| {
+            rules.get(route).and_then(|by_method| {
+                by_method
+                    .iter()
+                    .find(|(m, _)| m == method)
+                    .map(|(_, rule)| Arc::clone(rule))
+            })
+        };
+        let found = find(&self.rules.read().unwrap_or_else(|e| e.into_inner()).0);
+        let rule = found.or_else(|| {
+            let mut guard = self.rules.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(rule) = find(&guard.0) {
+                return Some(rule);
+            }
+            let (rules, made) = &mut *guard;
+            if *made >= MAX_RULES {
+                return None;
+            }
+            *made += 1;
+            let rule = Arc::new(Mutex::new(Rule::new(self.made_ms)));
+            rules
+                .entry(route.to_owned())
+                .or_default()
+                .push((method.clone(), Arc::clone(&rule)));
+            Some(rule)
         });
-        if now_ms >= window.start_ms.saturating_add(self.window_ms) {
-            *window = Window {
-                start_ms: now_ms,
-                calls: 0,
-            };
+        let mut rule = match &rule {
+            Some(rule) => rule.lock(),
+            None => self.overflow_rule.lock(),
         }
-        window.calls = window.calls.saturating_add(1);
+        .unwrap_or_else(|e| e.into_inner());
+        self.count_in(&mut rule, client, now_ms)
+    }
+
+    /// Meteor's `increment` then `check` on one rule.
+    fn count_in(&self, rule: &mut Rule, client: IpAddr, now_ms: i64) -> Count {
+        if now_ms.saturating_sub(rule.last_reset_ms) > self.window_ms {
+            // The window restarts now, and every client's counter with it.
+            *rule = Rule::new(now_ms);
+        }
+        let full = rule.counters.len() >= self.max_clients;
+        let calls = match rule.counters.get_mut(&client) {
+            Some(calls) => calls,
+            None if full => &mut rule.overflow,
+            None => rule.counters.entry(client).or_insert(0),
+        };
+        *calls = calls.saturating_add(1);
+        let allowed = *calls <= self.calls;
         Count {
             limit: self.calls,
-            remaining: self.calls.saturating_sub(window.calls),
-            reset_ms: window.start_ms.saturating_add(self.window_ms),
-            allowed: window.calls <= self.calls,
+            remaining: if allowed { self.calls - *calls } else { 0 },
+            reset_ms: rule.last_reset_ms.saturating_add(self.window_ms),
+            allowed,
         }
     }
 }
@@ -124,13 +198,9 @@ pub async fn enforce(
         .extensions
         .get::<MatchedPath>()
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    let key = Key {
-        route: route.clone(),
-        method: parts.method.clone(),
-        client: client_address(parts, state.settings.trust_proxy),
-    };
+    let client = client_address(parts, state.settings.trust_proxy);
     let now = now_ms();
-    let count = limiter.count(key, now);
+    let count = limiter.count(&route, &parts.method, client, now);
     super::observe::set_rate_limit(count);
     if count.allowed {
         Ok(())
@@ -182,46 +252,85 @@ impl FromRequestParts<AppState> for ClientAddress {
 mod tests {
     use super::*;
 
-    fn limiter(calls: u32, window_ms: u64) -> RateLimiter {
-        let settings = Settings {
-            rate_limit_calls: calls,
-            rate_limit_window_ms: window_ms,
-            ..Settings::default()
-        };
-        RateLimiter::from_settings(&settings).unwrap()
+    fn limiter(calls: u32, window_ms: i64) -> RateLimiter {
+        RateLimiter::new(calls, window_ms, 0, MAX_CLIENTS)
     }
 
-    fn key(route: &str, ip: [u8; 4]) -> Key {
-        Key {
-            route: route.into(),
-            method: Method::GET,
-            client: IpAddr::from(ip),
-        }
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    fn get(l: &RateLimiter, route: &str, client: IpAddr, now: i64) -> Count {
+        l.count(route, &Method::GET, client, now)
     }
 
     #[test]
-    fn fixed_windows_start_with_the_first_call() {
+    fn one_window_per_route_from_when_the_limiter_is_made() {
         let l = limiter(2, 1000);
-        let a = l.count(key("/r", [1, 1, 1, 1]), 500);
-        assert_eq!((a.remaining, a.reset_ms, a.allowed), (1, 1500, true));
-        let b = l.count(key("/r", [1, 1, 1, 1]), 900);
-        assert_eq!((b.remaining, b.allowed), (0, true));
-        let c = l.count(key("/r", [1, 1, 1, 1]), 1499);
-        assert_eq!((c.remaining, c.reset_ms, c.allowed), (0, 1500, false));
-        let d = l.count(key("/r", [1, 1, 1, 1]), 1500);
-        assert_eq!((d.remaining, d.reset_ms, d.allowed), (1, 2500, true));
+        let a = get(&l, "/r", ip(1), 500);
+        assert_eq!((a.remaining, a.reset_ms, a.allowed), (1, 1000, true));
+        // Another client: its own counter, the same window.
+        let b = get(&l, "/r", ip(2), 700);
+        assert_eq!((b.remaining, b.reset_ms, b.allowed), (1, 1000, true));
+        assert_eq!(get(&l, "/r", ip(1), 900).remaining, 0);
+        let c = get(&l, "/r", ip(1), 950);
+        assert_eq!((c.remaining, c.reset_ms, c.allowed), (0, 1000, false));
+        // At the interval itself the window has not restarted yet (Meteor restarts past it).
+        let d = get(&l, "/r", ip(1), 1000);
+        assert_eq!((d.reset_ms, d.allowed), (1000, false));
+        // The first call past it restarts the window, clearing every client's counter.
+        let e = get(&l, "/r", ip(1), 1001);
+        assert_eq!((e.remaining, e.reset_ms, e.allowed), (1, 2001, true));
+        let f = get(&l, "/r", ip(2), 1500);
+        assert_eq!((f.remaining, f.reset_ms, f.allowed), (1, 2001, true));
+    }
+
+    #[test]
+    fn a_late_first_call_starts_the_window() {
+        let l = limiter(2, 1000);
+        let a = get(&l, "/r", ip(1), 5000);
+        assert_eq!((a.remaining, a.reset_ms), (1, 6000));
+        assert_eq!(get(&l, "/r", ip(2), 5999).reset_ms, 6000);
     }
 
     #[test]
     fn routes_methods_and_clients_count_apart() {
         let l = limiter(1, 1000);
-        assert!(l.count(key("/a", [1, 1, 1, 1]), 0).allowed);
-        assert!(l.count(key("/b", [1, 1, 1, 1]), 0).allowed);
-        assert!(l.count(key("/a", [2, 2, 2, 2]), 0).allowed);
-        let mut post = key("/a", [1, 1, 1, 1]);
-        post.method = Method::POST;
-        assert!(l.count(post, 0).allowed);
-        assert!(!l.count(key("/a", [1, 1, 1, 1]), 0).allowed);
+        assert!(get(&l, "/a", ip(1), 0).allowed);
+        assert!(get(&l, "/b", ip(1), 0).allowed);
+        assert!(get(&l, "/a", ip(2), 0).allowed);
+        assert!(l.count("/a", &Method::POST, ip(1), 0).allowed);
+        assert!(!get(&l, "/a", ip(1), 0).allowed);
+        // Each route's window restarts on its own.
+        assert_eq!(get(&l, "/b", ip(1), 1500).reset_ms, 2500);
+        assert_eq!(get(&l, "/a", ip(3), 1200).reset_ms, 2200);
+    }
+
+    #[test]
+    fn clients_past_the_bound_share_one_counter_until_the_window_restarts() {
+        let l = RateLimiter::new(2, 1000, 0, 2);
+        assert!(get(&l, "/r", ip(1), 0).allowed);
+        assert!(get(&l, "/r", ip(2), 0).allowed);
+        // The third and fourth clients share the overflow counter.
+        assert_eq!(get(&l, "/r", ip(3), 0).remaining, 1);
+        assert_eq!(get(&l, "/r", ip(4), 0).remaining, 0);
+        assert!(!get(&l, "/r", ip(3), 0).allowed);
+        // Known clients keep their own.
+        assert_eq!(get(&l, "/r", ip(1), 0).remaining, 0);
+        // A new window starts empty.
+        assert_eq!(get(&l, "/r", ip(3), 1001).remaining, 1);
+        assert_eq!(get(&l, "/r", ip(4), 1001).remaining, 1);
+    }
+
+    #[test]
+    fn routes_past_the_bound_share_one_rule() {
+        let l = limiter(1, 1000);
+        for n in 0..MAX_RULES {
+            assert!(get(&l, &format!("/r{n}"), ip(1), 0).allowed);
+        }
+        assert!(get(&l, "/extra-1", ip(1), 0).allowed);
+        assert!(!get(&l, "/extra-2", ip(1), 0).allowed);
+        assert_eq!(l.rules.read().unwrap().1, MAX_RULES);
     }
 
     #[test]
