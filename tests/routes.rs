@@ -505,7 +505,7 @@ async fn permissions_update_checks_then_applies(db: TestDb) {
         .post("/api/v1/permissions.update", Some(&admin), &repeated)
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer.json()["errorType"], "error-invalid-params");
+    assert_eq!(answer.json()["errorType"], "invalid-params");
     assert!(
         answer.json()["error"]
             .as_str()
