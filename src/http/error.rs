@@ -31,11 +31,13 @@ pub enum ApiError {
     /// 400: the route takes no query parameters; this many distinct ones were sent.
     #[error("{0} unexpected query parameters")]
     UnexpectedQueryParams(usize),
-    /// 400 in Rocket.Chat's shape: `{"success":false,"error":..,"errorType":..}`.
+    /// 400 in Rocket.Chat's shape: `{"success":false,"error":..,"errorType":..}`, with the
+    /// Meteor error's `details` when it has some (docs/compatibility.md#4-other-routes).
     #[error("{error}")]
     BadRequest {
         error: String,
         error_type: &'static str,
+        details: Option<&'static str>,
     },
     /// 401 for a failed password login (its own body, whatever the 401 setting).
     #[error("login failed")]
@@ -69,6 +71,7 @@ impl ApiError {
         ApiError::BadRequest {
             error: error.into(),
             error_type: "error-invalid-params",
+            details: None,
         }
     }
 
@@ -77,6 +80,22 @@ impl ApiError {
         ApiError::BadRequest {
             error: format!("{message} [{error_type}]"),
             error_type,
+            details: None,
+        }
+    }
+
+    /// The same 400 with the Meteor error's `details` (its third argument), which Rocket.Chat's
+    /// `API.v1.failure` sends as `"details"` after `errorType`; other errors are unchanged.
+    pub fn with_details(self, details: &'static str) -> Self {
+        match self {
+            ApiError::BadRequest {
+                error, error_type, ..
+            } => ApiError::BadRequest {
+                error,
+                error_type,
+                details: Some(details),
+            },
+            other => other,
         }
     }
 
@@ -99,12 +118,19 @@ impl ApiError {
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
-            ApiError::BadRequest { error, error_type } => {
-                let body = serde_json::json!({
+            ApiError::BadRequest {
+                error,
+                error_type,
+                details,
+            } => {
+                let mut body = serde_json::json!({
                     "success": false,
                     "error": error,
                     "errorType": error_type,
                 });
+                if let Some(details) = details {
+                    body["details"] = (*details).into();
+                }
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
             ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, LOGIN_FAILED.into()),

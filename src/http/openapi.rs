@@ -608,11 +608,13 @@ pub struct Importer {
 #[serde(deny_unknown_fields)]
 /// `getImportProgress`.
 pub struct ImportProgress {
-    /// The current operation's `importerKey`
-    pub key: String,
-    /// The importer's name, or the operation's `type` for an importer not listed
-    #[schema(value_type = String, min_length = 1)]
-    pub name: Value,
+    /// The current operation's `importerKey`, one of the importers Rocket.Chat registers
+    #[schema(examples("csv"))]
+    pub key: &'static str,
+    /// The importer's name (`API` for `api`, `CSV`, `Pending Files`, `Pending Avatars`,
+    /// `Slack`, `Slack_Users`)
+    #[schema(min_length = 1, examples("CSV"))]
+    pub name: &'static str,
     #[schema(schema_with = status)]
     pub step: Value,
     #[schema(inline)]
@@ -1064,10 +1066,16 @@ schema!(
                     "error-invalid-user",
                     "error-invalid-permission",
                     "error-operation-not-found",
+                    "error-importer-not-defined",
                 ]))
                 .into()
         ),
     ])
+    // A Meteor error's third argument, when it has one (`getImportProgress`).
+    .property(
+        "details",
+        string().description(Some("The Meteor error's details, e.g. the method's name")),
+    )
 );
 
 schema!(
