@@ -104,7 +104,10 @@ mod tests {
         }
         // The timestamp is the first 4 bytes, in seconds.
         let seconds = u64::from_str_radix(&ids[0][..8], 16).unwrap();
-        assert!(seconds >= before && seconds <= before + 2, "{seconds} vs {before}");
+        assert!(
+            seconds >= before && seconds <= before + 2,
+            "{seconds} vs {before}"
+        );
         // The process part is the same in every id; the counter goes up (mod 2^24; other
         // tests running at the same time may take values in between).
         assert!(ids.iter().all(|id| id[8..18] == ids[0][8..18]));

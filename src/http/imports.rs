@@ -307,11 +307,10 @@ pub async fn progress(
 ) -> Result<Json<api::ImportProgress>, ApiError> {
     // Rocket.Chat's Meteor errors here carry the method's name as `details`.
     let Some(op) = current(&state).await? else {
-        return Err(ApiError::meteor(
-            "error-operation-not-found",
-            "Import Operation Not Found",
-        )
-        .with_details("getImportProgress"));
+        return Err(
+            ApiError::meteor("error-operation-not-found", "Import Operation Not Found")
+                .with_details("getImportProgress"),
+        );
     };
     let key = op
         .get("importerKey")

@@ -82,6 +82,8 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
             OperationResponse,
             UpsertOperationRequest,
             Info,
+            InfoDetails,
+            ClientVersions,
             Health,
             Unready,
             BadRequest,
@@ -1031,12 +1033,45 @@ pub struct Checks {
 
 /// `GET /api/info`.
 #[derive(Debug, serde::Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Info {
-    #[schema(examples(json!(env!("CARGO_PKG_VERSION"))))]
-    pub version: &'static str,
+    /// The Rocket.Chat version importops emulates, `major.minor` (whole for callers holding
+    /// `view-statistics`)
+    #[schema(examples("8.0"))]
+    pub version: String,
+    /// Only for callers holding `view-statistics`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<InfoDetails>,
+    pub minimum_client_versions: ClientVersions,
     #[schema(inline)]
     pub success: True,
+}
+
+/// The `info` of `GET /api/info`: the whole version.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InfoDetails {
+    #[schema(examples("8.0.0"))]
+    pub version: String,
+}
+
+/// The oldest desktop and mobile apps the emulated Rocket.Chat release (8.0.0) accepts.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientVersions {
+    #[schema(examples("3.9.6"))]
+    pub desktop: &'static str,
+    #[schema(examples("4.39.0"))]
+    pub mobile: &'static str,
+}
+
+impl Default for ClientVersions {
+    fn default() -> Self {
+        ClientVersions {
+            desktop: "3.9.6",
+            mobile: "4.39.0",
+        }
+    }
 }
 
 // --- Error bodies -----------------------------------------------------------------------------
