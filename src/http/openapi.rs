@@ -54,7 +54,12 @@ checks (401, then 403, then 400, then 429) and bodies as Rocket.Chat, plus impor
 Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` together \
 (a token from `POST /api/v1/login` or `importops token issue`). Any route answers 404 \
 `{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have; every \
-`GET` route also answers `HEAD`, without a body.",
+`GET` route also answers `HEAD`, without a body.\n\n\
+`OPTIONS` on any path under `/api` answers `200` `OK` (`text/plain;charset=UTF-8`) without a \
+session or a rate limit; a CORS pre-flight (an `Origin` or `Access-Control-Request-Method` \
+header) gets `405` while CORS is off (`--api-enable-cors`), and `403` `Invalid origin` for an \
+origin not in `--api-cors-origin`. Every other answer under `/api` carries \
+`Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers`.",
         license(name = "MIT")
     ),
     components(
