@@ -17,6 +17,10 @@ mod defaults {
     pub const LOGIN_EXPIRATION_DAYS: u32 = 90;
     pub const RATE_LIMIT_CALLS: u32 = 10;
     pub const RATE_LIMIT_WINDOW_MS: u64 = 60_000;
+    /// The Rocket.Chat release `/api/info` reports (docs/compatibility.md#4-6-server-routes).
+    pub const ROCKETCHAT_VERSION: &str = "8.0.0";
+    /// Rocket.Chat's `API_CORS_Origin` default (docs/compatibility.md#4-6-cors).
+    pub const CORS_ORIGIN: &str = "*";
 }
 
 /// Every setting of the API, with its flag, its environment variable and its default. `serve`
@@ -50,6 +54,17 @@ pub struct Settings {
     /// Rocket.Chat's `Accounts_BlockedUsernameList`)
     #[arg(long, env = "IMPORTOPS_BLOCKED_USERNAMES", value_delimiter = ',')]
     pub blocked_usernames: Vec<String>,
+    /// The Rocket.Chat version `/api/info` reports (trimmed to major.minor for callers without
+    /// `view-statistics`); importops' own version is in its `X-Importops-Version` header
+    #[arg(long, env = "IMPORTOPS_ROCKETCHAT_VERSION", default_value = defaults::ROCKETCHAT_VERSION)]
+    pub rocketchat_version: String,
+    /// Answer CORS pre-flight requests (Rocket.Chat's `API_Enable_CORS`); without it they get 405
+    #[arg(long, env = "IMPORTOPS_API_ENABLE_CORS")]
+    pub api_enable_cors: bool,
+    /// The origins allowed by pre-flight requests: `*`, or a comma-separated list
+    /// (Rocket.Chat's `API_CORS_Origin`)
+    #[arg(long, env = "IMPORTOPS_API_CORS_ORIGIN", default_value = defaults::CORS_ORIGIN)]
+    pub api_cors_origin: String,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -80,6 +95,9 @@ impl Default for Settings {
             trust_proxy: false,
             site_url: None,
             blocked_usernames: Vec::new(),
+            rocketchat_version: defaults::ROCKETCHAT_VERSION.to_owned(),
+            api_enable_cors: false,
+            api_cors_origin: defaults::CORS_ORIGIN.to_owned(),
             metrics_on_api: true,
         }
     }

@@ -565,9 +565,16 @@ async fn health_and_info_routes(db: TestDb) {
     );
     let info = app.get("/api/info", None).await;
     assert_eq!(info.status, StatusCode::OK);
+    // Rocket.Chat's apps/meteor/server/api/lib/getServerInfo.ts: the emulated release,
+    // trimmed; importops' own version in a header.
     assert_eq!(
         info.json(),
-        json!({"version": env!("CARGO_PKG_VERSION"), "success": true})
+        json!({"version": "8.0", "minimumClientVersions": {"desktop": "3.9.6", "mobile": "4.39.0"},
+               "success": true})
+    );
+    assert_eq!(
+        info.header("x-importops-version"),
+        Some(env!("CARGO_PKG_VERSION"))
     );
 }
 

@@ -5,7 +5,8 @@
 //! the documented example loaded, and with the rate limiter on with its default settings (so
 //! 429s happen too). Every answer must keep these invariants:
 //!
-//! - the status is one of 200, 400, 401, 403, 404, 413, 429, 431: never a 5xx, never a panic;
+//! - the status is one of 200, 400, 401, 403, 404, 405 (a CORS pre-flight), 413, 429, 431:
+//!   never a 5xx, never a panic;
 //! - the body is JSON with `Content-Type: application/json` and `Cache-Control: no-store`
 //!   (a HEAD answer has no body; the dashboard, the docs page and `/metrics` are not JSON);
 //!   every non-200 is an object with `"success": false` and a string `"error"`, the fixed
@@ -64,7 +65,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest URI the `http` crate parses.
 const MAX_URI_LEN: usize = 65_000;
 
-const ALLOWED_STATUSES: [u16; 8] = [200, 400, 401, 403, 404, 413, 429, 431];
+const ALLOWED_STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 413, 429, 431];
 
 const UNAUTHORIZED: &str = r#"{"success":false,"error":"unauthorized"}"#;
 /// After repeated failed logins (`src/http/login_guard.rs`).
@@ -1756,6 +1757,10 @@ fn expected_status(info: &Info, header_bytes: usize) -> Option<(u16, &'static st
             && (info.method.as_str() == r.method
                 || (r.method == "GET" && info.method == Method::HEAD))
     });
+    if info.method == Method::OPTIONS && (info.path == "/api" || info.path.starts_with("/api/")) {
+        // Answered by the front line: 200, or 405 for a pre-flight (checked by the caller).
+        return None;
+    }
     let Some(route) = route else {
         return Some((404, "no such route or method"));
     };
@@ -1927,6 +1932,28 @@ fn check_answer(
         && info.announced.is_none_or(|n| n <= MAX_BODY_BYTES as u64)
     {
         return Err(format!("413 for a body of {} bytes", info.body_len));
+    }
+    // OPTIONS under /api: Rocket.Chat's router answers it in plain text, before any route's
+    // checks (apps/meteor/server/api/v1/middlewares/cors.ts, packages/http-router/src/Router.ts);
+    // CORS is off here, so a pre-flight gets 405 (docs/compatibility.md#4-6-cors).
+    if info.method == Method::OPTIONS
+        && (info.path == "/api" || info.path.starts_with("/api/"))
+        && status != 413
+        && status != 431
+    {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let text = std::str::from_utf8(body).unwrap_or_default();
+        let expected = match status {
+            200 => "OK",
+            405 => "CORS not enabled. Go to \"Admin > General > REST Api\" to enable it.",
+            _ => return Err(format!("OPTIONS under /api answered {status}")),
+        };
+        if text != expected || content_type != Some("text/plain;charset=UTF-8") {
+            return Err(format!("OPTIONS under /api: {content_type:?} {text:?}"));
+        }
+        return Ok(());
     }
     let page = status == 200
         && ROUTES

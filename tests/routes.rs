@@ -602,7 +602,8 @@ async fn import_new_invalidates_and_starts_an_operation(db: TestDb) {
     assert_eq!(op["status"], "importer_new");
     assert_eq!(op["valid"], true);
     assert_eq!(op["user"], admin.user_id.as_str());
-    assert!(importops::domain::ids::is_meteor_id(
+    // A 24-hex ObjectId, as `BaseRaw.insertOne` in Rocket.Chat's packages/models makes it.
+    assert!(importops::domain::ids::is_object_id(
         op["_id"].as_str().unwrap()
     ));
     let keys: Vec<&String> = op.as_object().unwrap().keys().collect();

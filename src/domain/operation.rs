@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ids::{is_document_id, new_meteor_id};
+use super::ids::{is_document_id, new_object_id};
 use super::time::{format_iso_ms, parse_iso_ms};
 
 /// The known fields, in the order Rocket.Chat returns them; other fields follow as stored.
@@ -44,12 +44,35 @@ pub const STATUSES: [&str; 20] = [
     "importer_import_cancelled",
 ];
 
-/// The importers Rocket.Chat lists at `importers.list`: (key, name).
-pub const IMPORTERS: [(&str, &str); 3] = [
-    ("csv", "CSV"),
-    ("slack", "Slack"),
-    ("slack-users", "Slack_Users"),
+/// An importer registered in Rocket.Chat (`Importers.add`): its key, its name, and whether
+/// `importers.list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Importer {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub visible: bool,
+}
+
+const fn importer(key: &'static str, name: &'static str, visible: bool) -> Importer {
+    Importer { key, name, visible }
+}
+
+/// The importers a Rocket.Chat 8 server registers, in the order it registers them; the
+/// omnichannel contacts importer only exists with an enterprise licence, so it is not here
+/// (docs/compatibility.md#4-5-import-routes).
+pub const IMPORTERS: [Importer; 6] = [
+    importer("api", "API", false),
+    importer("csv", "CSV", true),
+    importer("pending-files", "Pending Files", false),
+    importer("pending-avatars", "Pending Avatars", false),
+    importer("slack", "Slack", true),
+    importer("slack-users", "Slack_Users", true),
 ];
+
+/// The importer registered under `key`.
+pub fn importer_by_key(key: &str) -> Option<&'static Importer> {
+    IMPORTERS.iter().find(|i| i.key == key)
+}
 
 /// `import.status`'s state for an operation, as Rocket.Chat derives it.
 pub fn import_state(status: &str, valid: bool) -> &'static str {
@@ -106,7 +129,8 @@ impl Operation {
         };
 
         let id = match fields.shift_remove("_id") {
-            None => new_meteor_id(),
+            // Rocket.Chat's models make an ObjectId when no `_id` is given.
+            None => new_object_id(),
             Some(Value::String(id)) if is_document_id(&id) => id,
             Some(other) => {
                 return Err(invalid(format!(
@@ -255,7 +279,7 @@ mod tests {
     #[test]
     fn fills_in_id_and_times() {
         let op = Operation::from_document(doc(json!({})), 1_635_333_984_430).unwrap();
-        assert!(crate::domain::ids::is_meteor_id(&op.id));
+        assert!(crate::domain::ids::is_object_id(&op.id), "{}", op.id);
         assert!(
             op.doc
                 .contains(r#""_updatedAt":"2021-10-27T11:26:24.430Z""#)

@@ -39,11 +39,13 @@ pub enum ApiError {
     /// 400: the route takes no query parameters; this many distinct ones were sent.
     #[error("{0} unexpected query parameters")]
     UnexpectedQueryParams(usize),
-    /// 400 in Rocket.Chat's shape: `{"success":false,"error":..,"errorType":..}`.
+    /// 400 in Rocket.Chat's shape: `{"success":false,"error":..,"errorType":..}`, with the
+    /// Meteor error's `details` when it has some (docs/compatibility.md#4-other-routes).
     #[error("{error}")]
     BadRequest {
         error: String,
         error_type: &'static str,
+        details: Option<serde_json::Value>,
     },
     /// 400 for a body that fails the route's schema, `errorType: "invalid-params"`. Rocket.Chat
     /// words it two ways (compatibility.md, section 6): its typed routes answer the validator's
@@ -51,13 +53,6 @@ pub enum ApiError {
     /// error, so the message ends with ` [invalid-params]`.
     #[error("{message}")]
     InvalidBody { message: String, legacy: bool },
-    /// 400 for a Meteor error thrown by an action, with the error's `details` (`API.v1.failure`).
-    #[error("{message}")]
-    MeteorWithDetails {
-        error_type: &'static str,
-        message: String,
-        details: serde_json::Value,
-    },
     /// 401 for a login that Meteor refused with an error of its own (`ApiClass.ts` login):
     /// `error` is the Meteor error's code (a number for Meteor's own 403s), `message` its reason.
     #[error("login refused: {}", .0.message)]
@@ -94,6 +89,7 @@ impl ApiError {
         ApiError::BadRequest {
             error: error.into(),
             error_type: "error-invalid-params",
+            details: None,
         }
     }
 
@@ -103,6 +99,7 @@ impl ApiError {
         ApiError::BadRequest {
             error: message.to_owned(),
             error_type,
+            details: None,
         }
     }
 
@@ -111,6 +108,22 @@ impl ApiError {
         ApiError::BadRequest {
             error: format!("{message} [{error_type}]"),
             error_type,
+            details: None,
+        }
+    }
+
+    /// The same 400 with the Meteor error's `details` (its third argument), which Rocket.Chat's
+    /// `API.v1.failure` sends as `"details"` after `errorType`; other errors are unchanged.
+    pub fn with_details(self, details: impl Into<serde_json::Value>) -> Self {
+        match self {
+            ApiError::BadRequest {
+                error, error_type, ..
+            } => ApiError::BadRequest {
+                error,
+                error_type,
+                details: Some(details.into()),
+            },
+            other => other,
         }
     }
 
@@ -119,19 +132,6 @@ impl ApiError {
         ApiError::InvalidBody {
             message: message.into(),
             legacy: false,
-        }
-    }
-
-    /// A 400 for a Meteor error with details, as `API.v1.failure` answers it.
-    pub fn meteor_with_details(
-        error_type: &'static str,
-        message: &str,
-        details: serde_json::Value,
-    ) -> Self {
-        ApiError::MeteorWithDetails {
-            error_type,
-            message: format!("{message} [{error_type}]"),
-            details,
         }
     }
 
@@ -154,12 +154,19 @@ impl ApiError {
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
-            ApiError::BadRequest { error, error_type } => {
-                let body = serde_json::json!({
+            ApiError::BadRequest {
+                error,
+                error_type,
+                details,
+            } => {
+                let mut body = serde_json::json!({
                     "success": false,
                     "error": error,
                     "errorType": error_type,
                 });
+                if let Some(details) = details {
+                    body["details"] = details.clone();
+                }
                 (StatusCode::BAD_REQUEST, body.to_string())
             }
             ApiError::InvalidBody {
@@ -181,19 +188,6 @@ impl ApiError {
                     "success": false,
                     "error": format!("{message} [invalid-params]"),
                     "errorType": "invalid-params",
-                });
-                (StatusCode::BAD_REQUEST, body.to_string())
-            }
-            ApiError::MeteorWithDetails {
-                error_type,
-                message,
-                details,
-            } => {
-                let body = serde_json::json!({
-                    "success": false,
-                    "error": message,
-                    "errorType": error_type,
-                    "details": details,
                 });
                 (StatusCode::BAD_REQUEST, body.to_string())
             }

@@ -17,8 +17,10 @@ use super::guard::{Guarded, route};
 use super::openapi::{self as api, True};
 use super::params::NoQuery;
 use crate::access::Caller;
-use crate::domain::ids::new_meteor_id;
-use crate::domain::operation::{IMPORTERS, Operation, STATUSES, import_state, revise};
+use crate::domain::ids::new_object_id;
+use crate::domain::operation::{
+    IMPORTERS, Operation, STATUSES, import_state, importer_by_key, revise,
+};
 use crate::domain::permission::RUN_IMPORT;
 use crate::domain::time::{format_iso_ms, now_ms};
 
@@ -169,7 +171,7 @@ pub async fn new(
     let date =
         format_iso_ms(now).ok_or_else(|| ApiError::Internal("the clock is out of range".into()))?;
     let document = json!({
-        "_id": new_meteor_id(), "type": "api", "importerKey": "api", "ts": date,
+        "_id": new_object_id(), "type": "api", "importerKey": "api", "ts": date,
         "status": "importer_new", "valid": true, "user": caller.user_id, "_updatedAt": date,
     });
     let op = Operation::from_document(document, now).map_err(|e| ApiError::Internal(e.0))?;
@@ -258,7 +260,11 @@ pub async fn importers(_: Guarded<Importers>) -> Json<Vec<api::Importer>> {
     Json(
         IMPORTERS
             .iter()
-            .map(|&(key, name)| api::Importer { key, name })
+            .filter(|i| i.visible)
+            .map(|i| api::Importer {
+                key: i.key,
+                name: i.name,
+            })
             .collect(),
     )
 }
@@ -297,22 +303,24 @@ pub async fn progress(
     State(state): State<AppState>,
     _: Guarded<Progress>,
 ) -> Result<Json<api::ImportProgress>, ApiError> {
+    // Rocket.Chat's Meteor errors here carry the method's name as `details`.
     let Some(op) = current(&state).await? else {
-        return Err(ApiError::meteor(
-            "error-operation-not-found",
-            "Import Operation Not Found",
-        ));
+        return Err(
+            ApiError::meteor("error-operation-not-found", "Import Operation Not Found")
+                .with_details("getImportProgress"),
+        );
     };
     let key = op
         .get("importerKey")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let name = IMPORTERS
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, name)| Value::from(*name))
-        .or_else(|| op.get("type").cloned())
-        .unwrap_or(Value::Null);
+    let Some(importer) = importer_by_key(key) else {
+        return Err(ApiError::meteor(
+            "error-importer-not-defined",
+            &format!("The importer ({key}) has no import class defined."),
+        )
+        .with_details("getImportProgress"));
+    };
     let count = |field: &str| {
         op.get("count")
             .and_then(|c| c.get(field))
@@ -320,8 +328,8 @@ pub async fn progress(
             .unwrap_or(0)
     };
     Ok(Json(api::ImportProgress {
-        key: key.to_owned(),
-        name,
+        key: importer.key,
+        name: importer.name,
         step: op.get("status").cloned().unwrap_or(Value::Null),
         count: api::Counts {
             completed: count("completed"),

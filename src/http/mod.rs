@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cors;
 mod dashboard;
 pub mod error;
 pub mod guard;
@@ -117,6 +118,7 @@ static ROUTERS: LazyLock<[Router<AppState>; 2]> =
     LazyLock::new(|| [false, true].map(|metrics| routes(metrics).split_for_parts().0));
 
 pub fn router(state: AppState) -> Router {
+    let cors = cors::Cors::from_settings(&state.settings);
     observe::front_line(
         ROUTERS[usize::from(state.settings.metrics_on_api)]
             .clone()
@@ -124,6 +126,7 @@ pub fn router(state: AppState) -> Router {
             // Rocket.Chat registers each route for its methods only: another method is not found.
             .method_not_allowed_fallback(not_found)
             .with_state(state),
+        cors,
     )
 }
 

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::AppState;
+use super::cors::{self, Cors};
 use super::error::internal_error_response;
 use super::rate_limit::{self, Count};
 use crate::telemetry;
@@ -74,11 +75,11 @@ pub fn set_rate_limit(count: Count) {
 
 /// Wraps every route of `router` in the front line, one `ServiceBuilder` applied once (so
 /// the layers cost no boxed service or future each), outermost first: Rocket.Chat's
-/// `Cache-Control: no-store` / `Pragma: no-cache` on every answer; `Observe`; the JSON 500 for
-/// a handler that panicked. tower-http's request-id layers are not used: they keep a client's
-/// unusable id, and they would change the headers before the size limit counts what the client
-/// sent.
-pub fn front_line(router: Router) -> Router {
+/// `Cache-Control: no-store` / `Pragma: no-cache` on every answer; `Observe` (with `cors`, the
+/// CORS settings); the JSON 500 for a handler that panicked. tower-http's request-id layers are
+/// not used: they keep a client's unusable id, and they would change the headers before the
+/// size limit counts what the client sent.
+pub fn front_line(router: Router, cors: Cors) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(
@@ -89,32 +90,41 @@ pub fn front_line(router: Router) -> Router {
                 header::PRAGMA,
                 HeaderValue::from_static("no-cache"),
             ))
-            .layer(ObserveLayer)
+            .layer(ObserveLayer {
+                cors: Arc::new(cors),
+            })
             .layer(CatchPanicLayer::custom(|_| internal_error_response())),
     )
 }
 
 /// The layer of `Observe`.
-#[derive(Clone, Copy, Default)]
-pub struct ObserveLayer;
+#[derive(Clone, Default)]
+pub struct ObserveLayer {
+    cors: Arc<Cors>,
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe {
+            inner,
+            cors: self.cors.clone(),
+        }
     }
 }
 
 /// What no crate does for us, in this order: the size limits (431, 413: counted on what the
-/// client sent); a sane `X-Request-Id` on the request and its answer (the client's when it sent
-/// exactly one that `is_sane`, else a new one); the request's task-local context (its id for
-/// log lines, the rate limiter's count for the answer's headers); the metrics of the answer;
-/// and at debug level a span and a line per request (a span costs more than a cached answer:
-/// only when someone reads it).
+/// client sent); `OPTIONS` under `/api`, answered here, before any route's checks, and the
+/// CORS headers of every other answer there (`cors`); a sane `X-Request-Id` on the request and
+/// its answer (the client's when it sent exactly one that `is_sane`, else a new one); the
+/// request's task-local context (its id for log lines, the rate limiter's count for the
+/// answer's headers); the metrics of the answer; and at debug level a span and a line per
+/// request (a span costs more than a cached answer: only when someone reads it).
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
+    cors: Arc<Cors>,
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -137,16 +147,25 @@ where
             (Some(id), None) if is_sane(id) => id.clone(),
             _ => new_request_id(),
         };
+        let path = request.uri().path();
         let finish = Finish {
             start: Instant::now(),
             route: request.extensions().get::<MatchedPath>().cloned(),
             method: request.method().clone(),
+            cors: cors::is_api_path(path) && request.method() != Method::OPTIONS,
             id,
         };
-        if let Err(refused) = super::limits::check(&request) {
+        let refused = match super::limits::check(&request) {
+            Err(refused) => Some(refused.into_response()),
+            Ok(()) if cors::is_preflight(request.method(), path) => {
+                Some(self.cors.preflight(request.headers()))
+            }
+            Ok(()) => None,
+        };
+        if let Some(response) = refused {
             return ObserveFuture {
                 stage: Stage::Refused {
-                    response: Some(refused.into_response()),
+                    response: Some(response),
                 },
                 span: tracing::Span::none(),
                 finish,
@@ -181,6 +200,8 @@ struct Finish {
     start: Instant,
     route: Option<MatchedPath>,
     method: Method,
+    /// Whether the answer gets the CORS headers of every non-`OPTIONS` answer under `/api`.
+    cors: bool,
     id: HeaderValue,
 }
 
@@ -240,6 +261,9 @@ where
         response
             .headers_mut()
             .insert(REQUEST_ID.clone(), this.finish.id.clone());
+        if this.finish.cors {
+            cors::allow_any_origin(response.headers_mut());
+        }
         telemetry::record_request(
             this.finish.route(),
             this.finish.method.as_str(),
@@ -294,7 +318,7 @@ mod tests {
         Fut: Future<Output = Result<Response, Infallible>> + Send + 'static,
     {
         let handler = service_fn(handler);
-        front_line(Router::new().fallback_service(handler))
+        front_line(Router::new().fallback_service(handler), Cors::default())
             .oneshot(request)
             .await
             .unwrap()

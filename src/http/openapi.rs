@@ -54,7 +54,12 @@ checks (401, then 403, then 400, then 429) and bodies as Rocket.Chat, plus impor
 Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` together \
 (a token from `POST /api/v1/login` or `importops token issue`). Any route answers 404 \
 `{\"success\":false,\"error\":\"Resource not found\"}` to a path or method it does not have; every \
-`GET` route also answers `HEAD`, without a body.",
+`GET` route also answers `HEAD`, without a body.\n\n\
+`OPTIONS` on any path under `/api` answers `200` `OK` (`text/plain;charset=UTF-8`) without a \
+session or a rate limit; a CORS pre-flight (an `Origin` or `Access-Control-Request-Method` \
+header) gets `405` while CORS is off (`--api-enable-cors`), and `403` `Invalid origin` for an \
+origin not in `--api-cors-origin`. Every other answer under `/api` carries \
+`Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers`.",
         license(name = "MIT")
     ),
     components(
@@ -84,6 +89,8 @@ Routes that need a session take the two headers `X-User-Id` and `X-Auth-Token` t
             OperationResponse,
             UpsertOperationRequest,
             Info,
+            InfoDetails,
+            ClientVersions,
             Health,
             Unready,
             BadRequest,
@@ -603,11 +610,13 @@ pub struct Importer {
 #[serde(deny_unknown_fields)]
 /// `getImportProgress`.
 pub struct ImportProgress {
-    /// The current operation's `importerKey`
-    pub key: String,
-    /// The importer's name, or the operation's `type` for an importer not listed
-    #[schema(value_type = String, min_length = 1)]
-    pub name: Value,
+    /// The current operation's `importerKey`, one of the importers Rocket.Chat registers
+    #[schema(examples("csv"))]
+    pub key: &'static str,
+    /// The importer's name (`API` for `api`, `CSV`, `Pending Files`, `Pending Avatars`,
+    /// `Slack`, `Slack_Users`)
+    #[schema(min_length = 1, examples("CSV"))]
+    pub name: &'static str,
     #[schema(schema_with = status)]
     pub step: Value,
     #[schema(inline)]
@@ -1127,12 +1136,45 @@ pub struct Checks {
 
 /// `GET /api/info`.
 #[derive(Debug, serde::Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Info {
-    #[schema(examples(json!(env!("CARGO_PKG_VERSION"))))]
-    pub version: &'static str,
+    /// The Rocket.Chat version importops emulates, `major.minor` (whole for callers holding
+    /// `view-statistics`)
+    #[schema(examples("8.0"))]
+    pub version: String,
+    /// Only for callers holding `view-statistics`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<InfoDetails>,
+    pub minimum_client_versions: ClientVersions,
     #[schema(inline)]
     pub success: True,
+}
+
+/// The `info` of `GET /api/info`: the whole version.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InfoDetails {
+    #[schema(examples("8.0.0"))]
+    pub version: String,
+}
+
+/// The oldest desktop and mobile apps the emulated Rocket.Chat release (8.0.0) accepts.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientVersions {
+    #[schema(examples("3.9.6"))]
+    pub desktop: &'static str,
+    #[schema(examples("4.39.0"))]
+    pub mobile: &'static str,
+}
+
+impl Default for ClientVersions {
+    fn default() -> Self {
+        ClientVersions {
+            desktop: "3.9.6",
+            mobile: "4.39.0",
+        }
+    }
 }
 
 // --- Error bodies -----------------------------------------------------------------------------

@@ -544,7 +544,7 @@ fn refuse(error_type: &'static str, message: &str, detail: (&str, Value)) -> Api
     let mut details = serde_json::Map::new();
     details.insert("method".into(), "insertOrUpdateUser".into());
     details.insert(detail.0.into(), detail.1);
-    ApiError::meteor_with_details(error_type, message, Value::Object(details))
+    ApiError::meteor(error_type, message).with_details(Value::Object(details))
 }
 
 fn field_unavailable(value: &str) -> ApiError {
@@ -655,11 +655,11 @@ pub async fn users_create(
         details.insert("method".into(), "insertOrUpdateUser".into());
         details.insert("input".into(), body.username.clone().into());
         details.insert("field".into(), "Username".into());
-        return Err(ApiError::meteor_with_details(
+        return Err(ApiError::meteor(
             "error-input-is-not-a-valid-field",
             &format!("{} is not a valid username", html_escape(&body.username)),
-            Value::Object(details),
-        ));
+        )
+        .with_details(Value::Object(details)));
     }
     if body.password.is_empty() && !body.set_random_password {
         return Err(required("Password"));
@@ -669,14 +669,14 @@ pub async fn users_create(
         let mut details = serde_json::Map::new();
         details.insert("method".into(), "checkUsernameAvailability".into());
         details.insert("field".into(), body.username.clone().into());
-        return Err(ApiError::meteor_with_details(
+        return Err(ApiError::meteor(
             "error-blocked-username",
             &format!(
                 "{} is blocked and can't be used!",
                 html_escape(&body.username)
             ),
-            Value::Object(details),
-        ));
+        )
+        .with_details(Value::Object(details)));
     }
     if state
         .store
@@ -695,11 +695,10 @@ pub async fn users_create(
             let mut details = serde_json::Map::new();
             details.insert("function".into(), "RocketChat.validateEmailDomain".into());
             details.insert("email".into(), email.clone().into());
-            return Err(ApiError::meteor_with_details(
-                "error-invalid-email",
-                &format!("Invalid email {email}"),
-                Value::Object(details),
-            ));
+            return Err(
+                ApiError::meteor("error-invalid-email", &format!("Invalid email {email}"))
+                    .with_details(Value::Object(details)),
+            );
         }
     }
     let password = if body.password.is_empty() {
