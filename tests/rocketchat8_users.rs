@@ -20,6 +20,7 @@ on_both_backends!(
     users_create_checks_in_rocketchats_order,
     users_create_reads_its_body_as_rest_typings_does,
     users_create_answers_the_stored_user,
+    giving_admin_needs_assign_admin_role,
     users_delete_answers_deleted_rooms,
     routes_without_a_query_schema_ignore_parameters,
     body_errors_are_invalid_params,
@@ -483,6 +484,51 @@ async fn users_create_answers_the_stored_user(db: TestDb) {
     assert_eq!(user["createdAt"], user["_updatedAt"]);
     assert!(user.get("services").is_none());
     assert_eq!(body["success"], true);
+}
+
+/// `validateUserData.ts`: a caller may give the `admin` role only with `assign-admin-role`
+/// (`admin` holds it in Rocket.Chat's default table).
+async fn giving_admin_needs_assign_admin_role(db: TestDb) {
+    let app = app(&db).await;
+    let admin = app.admin().await;
+    let manager = app.user("manager", &["user-manager"]).await;
+    let grant = app
+        .post(
+            "/api/v1/permissions.update",
+            Some(&admin),
+            &json!({"permissions": [{"_id": "create-user", "roles": ["admin", "user-manager"]}]}),
+        )
+        .await;
+    assert_eq!(grant.status, StatusCode::OK, "{}", grant.body);
+    let body = |name: &str| {
+        json!({"email": format!("{name}@example.com"), "name": name, "password": "p",
+            "username": name, "roles": ["admin"]})
+    };
+    let refused = app
+        .post("/api/v1/users.create", Some(&manager), &body("boss"))
+        .await;
+    assert_eq!(
+        (refused.status, refused.json()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": "Assigning admin is not allowed [error-action-not-allowed]",
+                "errorType": "error-action-not-allowed",
+                "details": {"method": "insertOrUpdateUser", "action": "Assign_admin"}})
+        )
+    );
+    let plain = app
+        .post(
+            "/api/v1/users.create",
+            Some(&manager),
+            &json!({"email": "p@example.com", "name": "P", "password": "p", "username": "plain"}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
+    let made = app
+        .post("/api/v1/users.create", Some(&admin), &body("boss"))
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert_eq!(made.json()["user"]["roles"], json!(["admin"]));
 }
 
 /// `users.delete` in `apps/meteor/app/api/server/v1/users.ts` with `getUserFromParams.ts`.
