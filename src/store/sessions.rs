@@ -49,6 +49,14 @@ struct SessionRow {
     expires_at: Option<i64>,
 }
 
+/// What `SessionRow` reads: a session and its user, for `concat!` with a `WHERE`.
+macro_rules! sessions_with_users {
+    () => {
+        "SELECT u.id AS user_id, u.username, u.active, u.roles, s.kind, s.issued_at, \
+         s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id"
+    };
+}
+
 impl SessionRow {
     fn decode(self) -> Result<Session, StoreError> {
         Ok(Session {
@@ -102,11 +110,10 @@ impl Store {
         hashed_token: &str,
     ) -> Result<Option<Session>, StoreError> {
         let row: Option<SessionRow> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT u.id AS user_id, u.username, u.active, u.roles, s.kind, s.issued_at, \
-                 s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.user_id = $1 AND s.hashed_token = $2",
-            )
+            sqlx::query_as(concat!(
+                sessions_with_users!(),
+                " WHERE s.user_id = $1 AND s.hashed_token = $2"
+            ))
             .bind(user_id)
             .bind(hashed_token)
             .fetch_optional(pool)
@@ -122,11 +129,10 @@ impl Store {
         hashed_token: &str,
     ) -> Result<Option<Session>, StoreError> {
         let row: Option<SessionRow> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT u.id AS user_id, u.username, u.active, u.roles, s.kind, s.issued_at, \
-                 s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.hashed_token = $1 LIMIT 1",
-            )
+            sqlx::query_as(concat!(
+                sessions_with_users!(),
+                " WHERE s.hashed_token = $1 LIMIT 1"
+            ))
             .bind(hashed_token)
             .fetch_optional(pool)
             .await?
