@@ -133,5 +133,17 @@ mod tests {
         }
         let parsed = Flags::parse_from(["importops"]).settings;
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Settings::default()));
+        assert!(parsed.access_log, "the access log is on by default");
+    }
+
+    #[test]
+    fn the_access_log_is_turned_off_by_a_false_value() {
+        for off in ["false", "0", "no", "off"] {
+            let parsed = Flags::try_parse_from(["importops", "--access-log", off]).unwrap();
+            assert!(!parsed.settings.access_log, "{off}");
+        }
+        let on = Flags::try_parse_from(["importops", "--access-log", "true"]).unwrap();
+        assert!(on.settings.access_log);
+        assert!(Flags::try_parse_from(["importops", "--access-log", "maybe"]).is_err());
     }
 }

@@ -43,7 +43,7 @@ fn colour_on_stderr() -> bool {
 /// The JSON line format: one flat object per event. tracing-subscriber's own JSON nests the
 /// event's fields (the message among them) under `fields` and the request id under `span`,
 /// which log collectors then have to unpack.
-struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
 where

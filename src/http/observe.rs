@@ -401,6 +401,103 @@ mod tests {
         assert_eq!(body_text(response).await, "ok");
     }
 
+    /// What a JSON log subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A line the handler writes carries the request's id at the top level without being
+    /// given it, and the answer gets one access line, unless the access log is off.
+    #[tokio::test]
+    async fn json_lines_of_a_request_carry_its_id_and_one_access_line() {
+        for access_log in [true, false] {
+            let written = Written::default();
+            let writer = written.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .event_format(telemetry::JsonLines)
+                .finish();
+            let _default = tracing::subscriber::set_default(subscriber);
+            let handler = service_fn(|_request: Request<Body>| async move {
+                tracing::warn!(rows = 3, "inside the handler");
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            });
+            let response = front_line(
+                Router::new().route_service("/items", handler),
+                Cors::default(),
+                access_log,
+            )
+            .oneshot(
+                Request::get("/items?secret=1")
+                    .header("x-request-id", "ctx-7")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            tracing::info!("outside any request");
+            let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let inside = lines
+                .iter()
+                .find(|v| v["message"] == "inside the handler")
+                .expect("the handler's line");
+            assert_eq!(inside["request_id"], "ctx-7");
+            assert_eq!(inside["level"], "WARN");
+            assert_eq!(inside["rows"], 3);
+            let keys: Vec<&str> = inside
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    "timestamp",
+                    "level",
+                    "message",
+                    "target",
+                    "request_id",
+                    "rows"
+                ]
+            );
+            let outside = lines
+                .iter()
+                .find(|v| v["message"] == "outside any request")
+                .unwrap();
+            assert!(outside.get("request_id").is_none(), "{outside}");
+            let access: Vec<_> = lines
+                .iter()
+                .filter(|v| v["target"] == telemetry::ACCESS_TARGET)
+                .collect();
+            if !access_log {
+                assert!(access.is_empty(), "{text}");
+                continue;
+            }
+            assert_eq!(access.len(), 1, "{text}");
+            assert_eq!(access[0]["request_id"], "ctx-7");
+            assert_eq!(access[0]["method"], "GET");
+            assert_eq!(access[0]["route"], "/items");
+            assert_eq!(access[0]["status"], 200);
+            assert!(access[0]["duration_ms"].is_f64(), "{}", access[0]);
+        }
+    }
+
     #[tokio::test]
     async fn made_ids_differ_and_insane_ones_are_replaced() {
         let a = new_request_id();
