@@ -21,6 +21,7 @@ mod defaults {
     pub const ROCKETCHAT_VERSION: &str = "8.0.0";
     /// Rocket.Chat's `API_CORS_Origin` default (docs/compatibility.md#4-6-cors).
     pub const CORS_ORIGIN: &str = "*";
+    pub const ACCESS_LOG: bool = true;
 }
 
 /// Every setting of the API, with its flag, its environment variable and its default. `serve`
@@ -65,6 +66,12 @@ pub struct Settings {
     /// (Rocket.Chat's `API_CORS_Origin`)
     #[arg(long, env = "IMPORTOPS_API_CORS_ORIGIN", default_value = defaults::CORS_ORIGIN)]
     pub api_cors_origin: String,
+    /// Write one line per answered request at `info` (method, route pattern, status,
+    /// duration in ms, request id); `false` turns it off
+    #[arg(long, env = "IMPORTOPS_ACCESS_LOG", default_value_t = defaults::ACCESS_LOG,
+          action = clap::ArgAction::Set, value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -98,6 +105,7 @@ impl Default for Settings {
             rocketchat_version: defaults::ROCKETCHAT_VERSION.to_owned(),
             api_enable_cors: false,
             api_cors_origin: defaults::CORS_ORIGIN.to_owned(),
+            access_log: defaults::ACCESS_LOG,
             metrics_on_api: true,
         }
     }
@@ -125,5 +133,17 @@ mod tests {
         }
         let parsed = Flags::parse_from(["importops"]).settings;
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Settings::default()));
+        assert!(parsed.access_log, "the access log is on by default");
+    }
+
+    #[test]
+    fn the_access_log_is_turned_off_by_a_false_value() {
+        for off in ["false", "0", "no", "off"] {
+            let parsed = Flags::try_parse_from(["importops", "--access-log", off]).unwrap();
+            assert!(!parsed.settings.access_log, "{off}");
+        }
+        let on = Flags::try_parse_from(["importops", "--access-log", "true"]).unwrap();
+        assert!(on.settings.access_log);
+        assert!(Flags::try_parse_from(["importops", "--access-log", "maybe"]).is_err());
     }
 }

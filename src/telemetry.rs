@@ -11,15 +11,17 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines, coloured only when stderr is a terminal.
     #[default]
     Text,
-    /// One JSON object per line, for log collectors.
+    /// One flat JSON object per line, for log collectors: `timestamp`, `level`, `message`,
+    /// `target`, `request_id` (while a request is handled), then the event's fields.
     Json,
 }
 
-/// Installs the log subscriber, filtered by `RUST_LOG` (else `default_filter`). Later calls
-/// do nothing.
+/// Installs the log subscriber on stderr, filtered by `RUST_LOG` (else `default_filter`).
+/// Text lines carry colour codes only when stderr is a terminal and `NO_COLOR` is unset, so
+/// a file, a pipe or a container's log holds plain text. Later calls do nothing.
 pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
@@ -27,13 +29,147 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
+        LogFormat::Json => builder.with_ansi(false).event_format(JsonLines).try_init(),
     };
+}
+
+/// Whether text logs may be coloured: stderr is a terminal and `NO_COLOR` is unset or empty.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The JSON line format: one flat object per event. tracing-subscriber's own JSON nests the
+/// event's fields (the message among them) under `fields` and the request id under `span`,
+/// which log collectors then have to unpack.
+pub(crate) struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let line = json_line(
+            time::OffsetDateTime::now_utc(),
+            event.metadata(),
+            |visitor| event.record(visitor),
+            crate::http::current_request_id(),
+        );
+        writeln!(writer, "{line}")
+    }
+}
+
+/// One event as a JSON line: `timestamp` (RFC 3339, UTC), `level`, `message`, `target`, the
+/// request id (the event's own `request_id` field, else `request_id` when given), then the
+/// other fields with their JSON types.
+fn json_line(
+    now: time::OffsetDateTime,
+    metadata: &tracing::Metadata<'_>,
+    record: impl FnOnce(&mut JsonFields),
+    request_id: String,
+) -> String {
+    let mut fields = JsonFields::default();
+    record(&mut fields);
+    let timestamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut line = serde_json::Map::new();
+    line.insert("timestamp".into(), timestamp.into());
+    line.insert("level".into(), metadata.level().as_str().into());
+    line.insert(
+        "message".into(),
+        fields.message.take().unwrap_or_default().into(),
+    );
+    line.insert("target".into(), metadata.target().into());
+    match fields.values.remove("request_id") {
+        Some(id) => {
+            line.insert("request_id".into(), id);
+        }
+        None if !request_id.is_empty() => {
+            line.insert("request_id".into(), request_id.into());
+        }
+        None => {}
+    }
+    for (key, value) in fields.values {
+        // A field may not replace the five keys above.
+        line.entry(key).or_insert(value);
+    }
+    serde_json::Value::Object(line).to_string()
+}
+
+/// An event's fields, with their JSON types; `message` apart.
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    values: serde_json::Map<String, serde_json::Value>,
+}
+
+impl JsonFields {
+    fn put(&mut self, field: &tracing::field::Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = Some(match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.values.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.put(field, value.to_string().into());
+    }
+}
+
+/// The access log's target: one line per answered request at `info`, unless
+/// `--access-log false`.
+pub const ACCESS_TARGET: &str = "importops::access";
+
+/// Writes the access line of one answered request: its method, the route's pattern (never
+/// the raw path, which may hold ids), the status, the time taken in milliseconds and the
+/// request id.
+pub fn access_line(method: &str, route: &str, status: u16, elapsed: Duration, request_id: &str) {
+    let duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    tracing::info!(
+        target: ACCESS_TARGET,
+        method,
+        route,
+        status,
+        duration_ms,
+        request_id,
+        "request answered"
+    );
 }
 
 /// Latency buckets in seconds: from 50 µs (a cached answer) to 10 s (a timed-out database).
@@ -93,8 +229,85 @@ pub fn metrics() -> &'static PrometheusHandle {
             "Database pool connections, by state (idle or in use)"
         );
         metrics::describe_gauge!("importops_build_info", "Always 1; the version as a label");
+        metrics::describe_gauge!(
+            IN_FLIGHT,
+            "HTTP requests received and not answered yet (the scrape that reads it included)"
+        );
+        metrics::describe_gauge!(
+            OPEN_CONNECTIONS,
+            "Client connections open on the server's listeners (the API's and the metrics')"
+        );
+        process_collector().describe();
         handle
     })
+}
+
+const IN_FLIGHT: &str = "importops_http_requests_in_flight";
+const OPEN_CONNECTIONS: &str = "importops_http_open_connections";
+
+/// The gauge `name`, registered once (its handle kept in `cell`) after the recorder is
+/// installed: a handle taken before would update nothing.
+fn gauge(cell: &'static OnceLock<metrics::Gauge>, name: &'static str) -> &'static metrics::Gauge {
+    cell.get_or_init(|| {
+        metrics();
+        metrics::gauge!(name)
+    })
+}
+
+fn in_flight_gauge() -> &'static metrics::Gauge {
+    static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+    gauge(&GAUGE, IN_FLIGHT)
+}
+
+fn open_connections_gauge() -> &'static metrics::Gauge {
+    static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+    gauge(&GAUGE, OPEN_CONNECTIONS)
+}
+
+/// One request in flight, from the moment the front line receives it until this is dropped
+/// (when it is answered, or when the client goes away first).
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        in_flight_gauge().increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        in_flight_gauge().decrement(1.0);
+    }
+}
+
+/// One open client connection, from its accept until this is dropped (when it closes).
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn start() -> Self {
+        open_connections_gauge().increment(1.0);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        open_connections_gauge().decrement(1.0);
+    }
+}
+
+/// The collector of the standard `process_*` metrics (CPU seconds, resident and virtual
+/// memory, open and maximum descriptors, threads, start time), read from the system.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Reads the process metrics afresh, just before rendering.
+pub fn collect_process_metrics() {
+    metrics();
+    process_collector().collect();
 }
 
 /// Counts one answered request. Methods outside HTTP's standard ones are counted as `other`,

@@ -1731,3 +1731,78 @@ fn serve_on_a_port_in_use_is_one_error_line() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     drop(taken);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Progress on a terminal only
+
+/// `ops load` and `import-rocketchat` with stderr a terminal (a pseudo-terminal made by
+/// util-linux's `script`) and, for comparison, a pipe.
+fn run_loads(terminal: bool) -> Vec<String> {
+    let db = Db::new();
+    let file = db.dir.path().join("ops.jsonl");
+    let lines: String = (0..5_000)
+        .map(|i| {
+            format!(
+                "{{\"type\":\"csv\",\"importerKey\":\"csv\",\"status\":\"importer_done\",\
+                 \"valid\":false,\"user\":\"u{i}\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let export = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mongoexport");
+    let commands: [&[&str]; 2] = [
+        &["ops", "load", file.to_str().unwrap()],
+        &["import-rocketchat", export],
+    ];
+    commands
+        .iter()
+        .map(|args| {
+            if !terminal {
+                // stderr is a pipe: the summary on stdout, nothing at all on stderr.
+                let out = succeeded(db.cmd(args).output().expect("run importops"), args);
+                assert!(
+                    out.starts_with("loaded 5000 operations") || out.starts_with("imported "),
+                    "{out}"
+                );
+                return out;
+            }
+            let line = std::iter::once(BIN)
+                .chain(["--database-url", &db.url])
+                .chain(args.iter().copied())
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut script = std::process::Command::new("script");
+            script
+                .args(["-qec", &line, "/dev/null"])
+                .env("TERM", "xterm")
+                .stdin(Stdio::null());
+            for var in ENV_VARS {
+                script.env_remove(var);
+            }
+            let output = script.output().expect("util-linux's script runs");
+            assert!(output.status.success(), "{args:?} under script");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .collect()
+}
+
+/// On a terminal both commands show the records read, their rate and the time left; when
+/// stderr is not a terminal they write nothing there (no bar, no escape code).
+#[test]
+fn loads_show_progress_on_a_terminal_only() {
+    for out in run_loads(false) {
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+    }
+    let [load, import] = <[String; 2]>::try_from(run_loads(true)).unwrap();
+    for (what, out, records) in [
+        ("ops load", &load, "5,000 records ("),
+        ("import", &import, "3 records ("),
+    ] {
+        assert!(out.contains(records), "{what}: counts: {out:?}");
+        assert!(out.contains("/s)"), "{what}: a rate: {out:?}");
+        assert!(out.contains(" left"), "{what}: the time left: {out:?}");
+    }
+    assert!(import.contains("users.json"), "{import:?}");
+    assert!(import.contains("rocketchat_import.json"), "{import:?}");
+}

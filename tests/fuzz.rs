@@ -2048,6 +2048,15 @@ fn check_answer(
             let seconds = error
                 .strip_prefix(TOO_MANY_PREFIX)
                 .and_then(|rest| rest.strip_suffix(TOO_MANY_SUFFIX));
+            // Retry-After (docs/compatibility.md#9-retry-after) is the body's S.
+            let retry_after = headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok());
+            if retry_after != seconds {
+                return Err(format!(
+                    "a 429 with Retry-After {retry_after:?}, its body waits {seconds:?} s"
+                ));
+            }
             (!seconds.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| (1..=60).contains(&s))))
                 .then_some("Rocket.Chat's 429 body, waiting 1..=60 s")
         }

@@ -401,6 +401,10 @@ async fn sessions_permissions_and_shared_answers_are_documented() {
                 ok["headers"].get("X-RateLimit-Remaining").is_some(),
                 "{what}"
             );
+            let limited = documented_response(&doc, route.method, route.path, 429);
+            for name in ["X-RateLimit-Reset", "Retry-After"] {
+                assert!(limited["headers"].get(name).is_some(), "{what} 429: {name}");
+            }
         }
     }
 

@@ -789,15 +789,43 @@ async fn rate_limit_counts_calls_with_headers_then_429(db: TestDb) {
     let now = importops::domain::time::now_ms();
     let reset = reset.unwrap();
     assert!(reset > now && reset <= now + 60_000);
+    let before = importops::domain::time::now_ms();
     let limited = app.get("/api/v1/me", Some(&user)).await;
+    let after = importops::domain::time::now_ms();
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    let seconds = (reset - importops::domain::time::now_ms() + 999) / 1000;
+    let seconds = (reset - after + 999) / 1000;
     let body = limited.json();
     let message = body["error"].as_str().unwrap();
     assert_eq!(body["success"], false);
     assert!(
         [seconds, seconds - 1].iter().any(|s| message == format!("Error, too many requests. Please slow down. You must wait {s} seconds before trying this endpoint again. [error-too-many-requests]")),
         "{message}"
+    );
+    // Retry-After (an importops addition, docs/compatibility.md#9-retry-after): the same whole
+    // seconds as the body, ceil(ms left in the window / 1000), beside the X-RateLimit-* headers.
+    let retry_after: i64 = limited
+        .header("retry-after")
+        .expect("a 429 has Retry-After")
+        .parse()
+        .expect("whole seconds");
+    assert!(
+        message.contains(&format!("You must wait {retry_after} seconds")),
+        "{retry_after} vs {message}"
+    );
+    let ceil = |ms: i64| (ms + 999) / 1000;
+    assert!(
+        (ceil(reset - after)..=ceil(reset - before)).contains(&retry_after),
+        "Retry-After {retry_after}, reset {reset}, now {before}..{after}"
+    );
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        limited.header("x-ratelimit-reset"),
+        Some(reset.to_string().as_str())
+    );
+    // Answers that are not 429 carry none.
+    assert_eq!(
+        app.get("/api/v1/me", None).await.header("retry-after"),
+        None
     );
     // Another route has its own window.
     assert_eq!(

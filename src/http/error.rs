@@ -259,7 +259,15 @@ impl IntoResponse for ApiError {
             let request_id = super::observe::current_request_id();
             tracing::error!(error = %self, request_id, "request failed");
         }
-        json_response(status, body)
+        let mut response = json_response(status, body);
+        // An importops addition beside Rocket.Chat's `X-RateLimit-*` headers: the seconds of
+        // the body's "wait S seconds" (docs/compatibility.md#9-retry-after).
+        if let ApiError::TooManyRequests { wait_seconds } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait_seconds));
+        }
+        response
     }
 }
 

@@ -23,6 +23,8 @@ pub mod rate_limit;
 mod user_views;
 mod users;
 
+pub(crate) use observe::current_request_id;
+
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
@@ -119,6 +121,7 @@ static ROUTERS: LazyLock<[Router<AppState>; 2]> =
 
 pub fn router(state: AppState) -> Router {
     let cors = cors::Cors::from_settings(&state.settings);
+    let access_log = state.settings.access_log;
     observe::front_line(
         ROUTERS[usize::from(state.settings.metrics_on_api)]
             .clone()
@@ -127,6 +130,7 @@ pub fn router(state: AppState) -> Router {
             .method_not_allowed_fallback(not_found)
             .with_state(state),
         cors,
+        access_log,
     )
 }
 

@@ -76,10 +76,11 @@ pub fn set_rate_limit(count: Count) {
 /// Wraps every route of `router` in the front line, one `ServiceBuilder` applied once (so
 /// the layers cost no boxed service or future each), outermost first: Rocket.Chat's
 /// `Cache-Control: no-store` / `Pragma: no-cache` on every answer; `Observe` (with `cors`, the
-/// CORS settings); the JSON 500 for a handler that panicked. tower-http's request-id layers are
+/// CORS settings, and `access_log`, whether each answer gets its access line); the JSON 500
+/// for a handler that panicked. tower-http's request-id layers are
 /// not used: they keep a client's unusable id, and they would change the headers before the
 /// size limit counts what the client sent.
-pub fn front_line(router: Router, cors: Cors) -> Router {
+pub fn front_line(router: Router, cors: Cors, access_log: bool) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(
@@ -92,6 +93,7 @@ pub fn front_line(router: Router, cors: Cors) -> Router {
             ))
             .layer(ObserveLayer {
                 cors: Arc::new(cors),
+                access_log,
             })
             .layer(CatchPanicLayer::custom(|_| internal_error_response())),
     )
@@ -101,6 +103,7 @@ pub fn front_line(router: Router, cors: Cors) -> Router {
 #[derive(Clone, Default)]
 pub struct ObserveLayer {
     cors: Arc<Cors>,
+    access_log: bool,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -110,6 +113,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             cors: self.cors.clone(),
+            access_log: self.access_log,
         }
     }
 }
@@ -119,12 +123,14 @@ impl<S> Layer<S> for ObserveLayer {
 /// CORS headers of every other answer there (`cors`); a sane `X-Request-Id` on the request and
 /// its answer (the client's when it sent exactly one that `is_sane`, else a new one); the
 /// request's task-local context (its id for log lines, the rate limiter's count for the
-/// answer's headers); the metrics of the answer; and at debug level a span and a line per
-/// request (a span costs more than a cached answer: only when someone reads it).
+/// answer's headers); the requests in flight; the metrics of the answer and its access line
+/// at `info` (unless `access_log` is off); and at debug level a span (a span costs more than a
+/// cached answer: only when someone reads it).
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
     cors: Arc<Cors>,
+    access_log: bool,
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -153,6 +159,8 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             method: request.method().clone(),
             cors: cors::is_api_path(path) && request.method() != Method::OPTIONS,
+            access_log: self.access_log,
+            in_flight: Some(telemetry::InFlight::start()),
             id,
         };
         let refused = match super::limits::check(&request) {
@@ -202,6 +210,9 @@ struct Finish {
     method: Method,
     /// Whether the answer gets the CORS headers of every non-`OPTIONS` answer under `/api`.
     cors: bool,
+    access_log: bool,
+    /// Counts the request in flight until it is answered (or dropped unanswered).
+    in_flight: Option<telemetry::InFlight>,
     id: HeaderValue,
 }
 
@@ -254,7 +265,6 @@ where
                 if let Some(count) = future.take_value().and_then(|c| c.rate_limit.get()) {
                     rate_limit::write_headers(count, response.headers_mut());
                 }
-                tracing::debug!(status = response.status().as_u16(), elapsed = ?this.finish.start.elapsed(), "answered");
                 response
             }
         };
@@ -264,12 +274,17 @@ where
         if this.finish.cors {
             cors::allow_any_origin(response.headers_mut());
         }
-        telemetry::record_request(
-            this.finish.route(),
-            this.finish.method.as_str(),
-            response.status().as_u16(),
-            this.finish.start.elapsed(),
-        );
+        this.finish.in_flight.take();
+        let elapsed = this.finish.start.elapsed();
+        let status = response.status().as_u16();
+        let (route, method) = (this.finish.route(), this.finish.method.as_str());
+        telemetry::record_request(route, method, status, elapsed);
+        if this.finish.access_log
+            && tracing::enabled!(target: telemetry::ACCESS_TARGET, tracing::Level::INFO)
+        {
+            let id = this.finish.id.to_str().unwrap_or_default();
+            telemetry::access_line(method, route, status, elapsed, id);
+        }
         Poll::Ready(Ok(response))
     }
 }
@@ -289,6 +304,7 @@ where
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let (size, idle) = state.store.pool_status();
     telemetry::pool_connections(size, idle);
+    telemetry::collect_process_metrics();
     (
         StatusCode::OK,
         [(
@@ -318,10 +334,14 @@ mod tests {
         Fut: Future<Output = Result<Response, Infallible>> + Send + 'static,
     {
         let handler = service_fn(handler);
-        front_line(Router::new().fallback_service(handler), Cors::default())
-            .oneshot(request)
-            .await
-            .unwrap()
+        front_line(
+            Router::new().fallback_service(handler),
+            Cors::default(),
+            true,
+        )
+        .oneshot(request)
+        .await
+        .unwrap()
     }
 
     async fn body_text(response: Response) -> String {
@@ -379,6 +399,103 @@ mod tests {
         assert_eq!(response.headers()["x-ratelimit-reset"], "1700000000000");
         assert_eq!(response.headers()["pragma"], "no-cache");
         assert_eq!(body_text(response).await, "ok");
+    }
+
+    /// What a JSON log subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A line the handler writes carries the request's id at the top level without being
+    /// given it, and the answer gets one access line, unless the access log is off.
+    #[tokio::test]
+    async fn json_lines_of_a_request_carry_its_id_and_one_access_line() {
+        for access_log in [true, false] {
+            let written = Written::default();
+            let writer = written.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .event_format(telemetry::JsonLines)
+                .finish();
+            let _default = tracing::subscriber::set_default(subscriber);
+            let handler = service_fn(|_request: Request<Body>| async move {
+                tracing::warn!(rows = 3, "inside the handler");
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            });
+            let response = front_line(
+                Router::new().route_service("/items", handler),
+                Cors::default(),
+                access_log,
+            )
+            .oneshot(
+                Request::get("/items?secret=1")
+                    .header("x-request-id", "ctx-7")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            tracing::info!("outside any request");
+            let text = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let inside = lines
+                .iter()
+                .find(|v| v["message"] == "inside the handler")
+                .expect("the handler's line");
+            assert_eq!(inside["request_id"], "ctx-7");
+            assert_eq!(inside["level"], "WARN");
+            assert_eq!(inside["rows"], 3);
+            let keys: Vec<&str> = inside
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    "timestamp",
+                    "level",
+                    "message",
+                    "target",
+                    "request_id",
+                    "rows"
+                ]
+            );
+            let outside = lines
+                .iter()
+                .find(|v| v["message"] == "outside any request")
+                .unwrap();
+            assert!(outside.get("request_id").is_none(), "{outside}");
+            let access: Vec<_> = lines
+                .iter()
+                .filter(|v| v["target"] == telemetry::ACCESS_TARGET)
+                .collect();
+            if !access_log {
+                assert!(access.is_empty(), "{text}");
+                continue;
+            }
+            assert_eq!(access.len(), 1, "{text}");
+            assert_eq!(access[0]["request_id"], "ctx-7");
+            assert_eq!(access[0]["method"], "GET");
+            assert_eq!(access[0]["route"], "/items");
+            assert_eq!(access[0]["status"], 200);
+            assert!(access[0]["duration_ms"].is_f64(), "{}", access[0]);
+        }
     }
 
     #[tokio::test]

@@ -344,6 +344,24 @@ fn rate_limit_headers() -> [(&'static str, utoipa::openapi::header::Header); 3] 
     ]
 }
 
+/// `Retry-After` on a 429 (an importops addition: docs/compatibility.md#9-retry-after).
+fn retry_after_header() -> (&'static str, utoipa::openapi::header::Header) {
+    (
+        "Retry-After",
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .description(Some(
+                "Whole seconds until the window ends (the milliseconds left, rounded up): the \
+                 body's S. Not sent by Rocket.Chat",
+            ))
+            .build(),
+    )
+}
+
 fn string_header(description: &str) -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
         .schema(ObjectBuilder::new().schema_type(Type::String))
@@ -1372,7 +1390,7 @@ answer!(
         and client address, for callers without `api-bypass-rate-limit`; answered after 401, 403 \
         and 400, which are not counted",
     TooManyRequests,
-    rate_limit_headers()
+    rate_limit_headers().into_iter().chain([retry_after_header()])
 );
 answer!(
     /// 413 on every route.
