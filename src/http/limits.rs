@@ -52,7 +52,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// answer is returned: closing a connection with unread data makes the kernel reset it, and a
 /// proxy still sending the body (nginx) then reports 502 instead of passing on the 413
 /// (README "Deployment").
-pub async fn serve<B>(request: axum::http::Request<B>, app: axum::Router) -> Result<Response, Infallible>
+pub async fn serve<B>(
+    request: axum::http::Request<B>,
+    app: axum::Router,
+) -> Result<Response, Infallible>
 where
     B: axum::body::HttpBody<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
