@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use crate::http::{AppState, router};
 
@@ -68,7 +67,7 @@ pub async fn serve(
         // The peer address feeds the rate limiter's per-client counters.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request)
+            crate::http::limits::serve(request, app.clone())
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let open = crate::telemetry::OpenConnection::start();

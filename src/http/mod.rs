@@ -12,7 +12,7 @@ pub mod error;
 pub mod guard;
 mod health;
 mod imports;
-mod limits;
+pub(crate) mod limits;
 pub mod login_guard;
 mod observe;
 pub mod openapi;
