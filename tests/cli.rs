@@ -421,7 +421,10 @@ fn an_invalid_database_url_is_one_error_line() {
         .output()
         .unwrap();
     let line = one_error_line(output, &["migrate"]);
-    assert!(line.contains("unable to open database file"), "{line}");
+    assert_eq!(
+        line,
+        "error: cannot open the SQLite database /nonexistent-importops-dir/t.db: the folder /nonexistent-importops-dir does not exist (create it first)"
+    );
 }
 
 #[test]

@@ -639,7 +639,7 @@ const WHEN_MS: i64 = 1_795_168_800_000;
 const BCRYPT: &str = "$2b$10$aIYnKFD71WUXTF590CATbu9hp.1bmrfsrLMpqEZo2Cm495LpefVra";
 
 fn strange_user_id(i: usize) -> String {
-    if i % 50 == 0 {
+    if i.is_multiple_of(50) {
         format!("{:024x}", 0x5f00_0000 + i)
     } else {
         meteor_id(10_000 + i)
@@ -649,7 +649,7 @@ fn strange_user_id(i: usize) -> String {
 fn strange_username(i: usize) -> Option<String> {
     match i % 7 {
         3 | 5 => None,
-        _ if i % 11 == 0 => Some(format!("josé.ñ-{i}")),
+        _ if i.is_multiple_of(11) => Some(format!("josé.ñ-{i}")),
         _ => Some(format!("user.{i}")),
     }
 }
@@ -663,7 +663,7 @@ fn strange_user(i: usize) -> Value {
         "hashedToken": hash_token(&format!("login-{i}")),
         "twoFactorAuthorizedUntil": {"$date": "2026-11-20T10:05:00.000Z"},
     })];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         tokens.push(json!({
             "type": "personalAccessToken", "name": format!("ci ☃ {i}"),
             "hashedToken": hash_token(&format!("pat-{i}")),
@@ -672,7 +672,7 @@ fn strange_user(i: usize) -> Value {
         }));
     }
     let mut user = json!({
-        "_id": if i % 50 == 0 { json!({"$oid": id}) } else { json!(id) },
+        "_id": if i.is_multiple_of(50) { json!({"$oid": id}) } else { json!(id) },
         "createdAt": {"$date": {"$numberLong": "1633078800000"}},
         "services": {
             "password": {"bcrypt": BCRYPT, "reset": {"when": {"$date": "2022-01-01T00:00:00Z"}}},
@@ -680,7 +680,7 @@ fn strange_user(i: usize) -> Value {
             "resume": {"loginTokens": tokens},
         },
         "name": format!("Zoë 山田 {i} 🚀"),
-        "emails": [{"address": format!("u{i}@exämple.org"), "verified": i % 2 == 0}],
+        "emails": [{"address": format!("u{i}@exämple.org"), "verified": i.is_multiple_of(2)}],
         "type": "user",
         "status": "offline",
         "active": i % 13 != 12,
@@ -693,14 +693,14 @@ fn strange_user(i: usize) -> Value {
     });
     if let Some(username) = strange_username(i) {
         user["username"] = json!(username);
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         user["username"] = Value::Null;
     }
     user
 }
 
 fn strange_operation_id(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("{:024x}", 0x64d6_9545_0000_0000_0000_0000_u128 + i as u128)
     } else {
         meteor_id(i)
@@ -741,22 +741,22 @@ fn strange_operation(i: usize) -> (Value, Value) {
         "status": status,
         "fileData": {"name": format!("ünïcödé 🗂 {i}.zip"), "nested": [{"a": {"$numberDouble": "0.25"}}],
             "at": {"$date": "2023-08-11T20:08:37.655Z"}},
-        "valid": i % 3 == 0,
+        "valid": i.is_multiple_of(3),
         "type": "CSV",
         "ts": ts,
         "contentType": "application/zip",
         "importerKey": "csv",
-        "_id": if i % 2 == 0 { json!({"$oid": id}) } else { json!(id) },
+        "_id": if i.is_multiple_of(2) { json!({"$oid": id}) } else { json!(id) },
     });
     let mut plain = json!({
         "_id": id, "type": "CSV", "importerKey": "csv", "ts": ts_plain, "status": status,
-        "valid": i % 3 == 0, "user": user, "_updatedAt": format_iso_ms(updated).unwrap(),
+        "valid": i.is_multiple_of(3), "user": user, "_updatedAt": format_iso_ms(updated).unwrap(),
         "count": {"total": 12_345_678_901_i64, "completed": 7, "error": 0},
         "fileData": {"name": format!("ünïcödé 🗂 {i}.zip"), "nested": [{"a": 0.25}],
             "at": "2023-08-11T20:08:37.655Z"},
         "contentType": "application/zip",
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         source["messagesstatus"] = Value::Null;
         plain["messagesstatus"] = Value::Null;
     }

@@ -38,10 +38,11 @@ fn js_number(n: Number) -> Number {
 
 fn convert_object(map: Map<String, Value>) -> Result<Value, String> {
     // Extended JSON v1 (legacy mongoexport): `{"$binary": "<base64>", "$type": "00"}`.
-    if map.len() == 2 && map.contains_key("$type") {
-        if let Some(Value::String(base64)) = map.get("$binary") {
-            return Ok(Value::String(base64.clone()));
-        }
+    if map.len() == 2
+        && map.contains_key("$type")
+        && let Some(Value::String(base64)) = map.get("$binary")
+    {
+        return Ok(Value::String(base64.clone()));
     }
     if map.len() == 1 {
         let (key, inner) = map.iter().next().expect("one entry");

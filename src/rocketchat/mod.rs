@@ -214,10 +214,10 @@ fn parse_users(
         if let Some(first) = ids.insert(user.id.clone(), place) {
             return Err(format!("_id {:?} was already used by {first}", user.id));
         }
-        if let Some(name) = &user.username {
-            if let Some(first) = usernames.insert(name.clone(), place) {
-                return Err(format!("username {name:?} was already used by {first}"));
-            }
+        if let Some(name) = &user.username
+            && let Some(first) = usernames.insert(name.clone(), place)
+        {
+            return Err(format!("username {name:?} was already used by {first}"));
         }
         Ok(user)
     })

@@ -174,13 +174,13 @@ fn login_tokens(
                 "services.resume.loginTokens[{i}]: the same hashedToken is listed twice"
             ));
         }
-        if let Some(name) = &token.name {
-            if !names.insert(name.clone()) {
-                return Err(format!(
-                    "services.resume.loginTokens[{i}]: a personal access token named {name:?} \
-                     is listed twice"
-                ));
-            }
+        if let Some(name) = &token.name
+            && !names.insert(name.clone())
+        {
+            return Err(format!(
+                "services.resume.loginTokens[{i}]: a personal access token named {name:?} \
+                 is listed twice"
+            ));
         }
         tokens.push(token);
     }

@@ -48,6 +48,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database reported an error ({0})")]
     Other(#[source] sqlx::Error),
+    /// The database named at start-up cannot be opened. One sentence that names it (the
+    /// SQLite file, or the Postgres server's host and port, never a password) and says why.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// Which uniqueness rule a write broke.
@@ -285,8 +289,16 @@ pub(crate) use {in_write, with_pool};
 impl Store {
     /// Opens the database (creating a SQLite file if needed), applies the migrations and seeds
     /// Rocket.Chat's default roles and permissions where they are missing.
+    ///
+    /// One connection is made first, outside the pool: a database that cannot be opened fails
+    /// at once as `StoreError::Open`, in words that name it (the pool would retry a refused
+    /// connection until its timeout, and its errors do not say where it tried).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let store = Self::connect_lazy(url)?;
+        match &store.engine {
+            Engine::Sqlite(db) => db.check_open().await?,
+            Engine::Postgres(db) => db.check_open().await?,
+        }
         store.migrate().await?;
         Ok(store)
     }

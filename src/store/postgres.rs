@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 
 use super::{Observation, StoreError};
 
@@ -16,19 +16,92 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// The channel the tables' triggers notify on every committed write (migration 0002).
 const CHANGES_CHANNEL: &str = "importops_changes";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the first connection at start-up may take before the server is reported silent.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub(super) struct PostgresDb {
     pub(super) pool: PgPool,
+    /// For the first connection at start-up, outside the pool.
+    options: Box<PgConnectOptions>,
 }
 
-/// SQLSTATE classes 08 (connection), 53 (insufficient resources), 57 (operator intervention:
-/// shutdown, cannot connect now): the database cannot be used now.
+/// SQLSTATE classes 08 (connection), 28 (authorization: the user or its password refused),
+/// 53 (insufficient resources), 57 (operator intervention: shutdown, cannot connect now), and
+/// 3D000 (the database does not exist, as after a `DROP DATABASE` while serving): the database
+/// cannot be used now (docs/compatibility.md, section 6.1).
 pub(super) fn is_unavailable(db: &(dyn DatabaseError + 'static)) -> bool {
     db.try_downcast_ref::<PgDatabaseError>().is_some_and(|e| {
         let code = e.code();
-        code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
+        ["08", "28", "53", "57"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || code == "3D000"
     })
+}
+
+/// Where the options point, for a message: `HOST:PORT`, or a socket folder and its port.
+fn server_address(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => format!("{} (port {})", socket.display(), options.get_port()),
+        None => {
+            let host = options.get_host();
+            if host.contains(':') {
+                format!("[{host}]:{}", options.get_port())
+            } else {
+                format!("{host}:{}", options.get_port())
+            }
+        }
+    }
+}
+
+/// One sentence for a first connection that failed: where, as whom, and why. It never holds
+/// the password (neither the options' nor the server's messages carry it).
+async fn connect_failure(options: &PgConnectOptions, err: sqlx::Error) -> String {
+    let at = server_address(options);
+    let user = options.get_username();
+    match &err {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!(
+                "cannot connect to PostgreSQL at {at}: the connection was refused (no server listens there)"
+            )
+        }
+        sqlx::Error::Io(io) => {
+            let host = options.get_host();
+            let unresolved = options.get_socket().is_none()
+                && host.parse::<std::net::IpAddr>().is_err()
+                && tokio::net::lookup_host((host, options.get_port()))
+                    .await
+                    .is_err();
+            if unresolved {
+                format!(
+                    "cannot connect to PostgreSQL at {at}: the host name {host} cannot be resolved"
+                )
+            } else {
+                format!("cannot connect to PostgreSQL at {at}: {io}")
+            }
+        }
+        sqlx::Error::Tls(tls) => {
+            format!("cannot connect to PostgreSQL at {at}: the TLS handshake failed ({tls})")
+        }
+        sqlx::Error::Database(db) => {
+            let message = db.message();
+            match db.code().as_deref() {
+                Some("28P01") => {
+                    format!("PostgreSQL at {at} refused the password of user {user:?}")
+                }
+                Some(code) if code.starts_with("28") => {
+                    format!("PostgreSQL at {at} refused user {user:?} ({message})")
+                }
+                Some("3D000") => {
+                    let database = options.get_database().unwrap_or(user);
+                    format!("PostgreSQL at {at} has no database {database:?}")
+                }
+                _ => format!("PostgreSQL at {at} refused the connection ({message})"),
+            }
+        }
+        other => format!("cannot connect to PostgreSQL at {at}: {other}"),
+    }
 }
 
 impl PostgresDb {
@@ -37,8 +110,29 @@ impl PostgresDb {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(PostgresDb { pool })
+            .connect_lazy_with(options.clone());
+        Ok(PostgresDb {
+            pool,
+            options: Box::new(options),
+        })
+    }
+
+    /// Connects once, outside the pool, so that a server that cannot be used fails at once
+    /// (the pool retries a refused connection until its timeout) and in words that say where
+    /// (docs/compatibility.md, section 6.1).
+    pub(super) async fn check_open(&self) -> Result<(), StoreError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(err)) => Err(StoreError::Open(connect_failure(&self.options, err).await)),
+            Err(_) => Err(StoreError::Open(format!(
+                "cannot connect to PostgreSQL at {}: no answer within {} s",
+                server_address(&self.options),
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// Read committed: each statement of a write sees what others committed before it, and

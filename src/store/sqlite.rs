@@ -3,6 +3,7 @@
 //! `PRAGMA data_version`.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,32 @@ pub(super) struct SqliteDb {
     pub(super) pool: SqlitePool,
     /// For the change watcher's and the health check's own connections, outside the pool.
     options: Arc<SqliteConnectOptions>,
+    /// The database file, or `None` for an in-memory database.
+    file: Option<PathBuf>,
+}
+
+/// The file a SQLite URL names (`None` for `:memory:` or `mode=memory`), split as sqlx splits
+/// it: the scheme, then the path up to `?`. An empty path is refused: SQLite would give every
+/// connection a private temporary database of its own, so the pool's connections would not
+/// see the tables that the migrations created (docs/compatibility.md, section 6.1).
+fn named_file(url: &str, options: &SqliteConnectOptions) -> Result<Option<PathBuf>, StoreError> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path == ":memory:"
+        || form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "mode" && v == "memory");
+    if in_memory {
+        return Ok(None);
+    }
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() {
+        return Err(StoreError::Other(sqlx::Error::Configuration(
+            "the SQLite database URL names no file: write sqlite://PATH, such as sqlite://importops.db"
+                .into(),
+        )));
+    }
+    Ok(Some(file.to_path_buf()))
 }
 
 /// Primary result codes BUSY, LOCKED, READONLY, IOERR and CANTOPEN (extended codes keep them
@@ -37,22 +64,98 @@ pub(super) fn is_unavailable(db: &(dyn DatabaseError + 'static)) -> bool {
         .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 14))
 }
 
+/// Whether a database file (`None`: in memory) still exists: one `stat`, cheap enough for
+/// every acquire from the pool.
+fn file_present(file: Option<&Path>) -> bool {
+    file.is_none_or(|f| f.exists())
+}
+
+/// The error for a database file that was removed while in use.
+fn gone() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the database file was removed",
+    ))
+}
+
 impl SqliteDb {
     pub(super) fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(StoreError::Other)?
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let file = named_file(url, &options)?;
+        // Only the first open (`check_open`) creates the file: a file removed while serving
+        // must not come back empty, without the tables, under later connections.
+        let options = options.create_if_missing(file.is_none());
+        let watched = file.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A pooled connection keeps its file open after the file or its folder is removed,
+            // and would go on reading and writing a database no one else sees: it is dropped
+            // instead, and the new one fails to open, which answers 503.
+            .before_acquire(move |_, _| {
+                let present = file_present(watched.as_deref());
+                Box::pin(async move { Ok(present) })
+            })
             .connect_lazy_with(options.clone());
         Ok(SqliteDb {
             pool,
             options: Arc::new(options),
+            file,
+        })
+    }
+
+    /// Whether the database file is still where it was opened.
+    fn present(&self) -> bool {
+        file_present(self.file.as_deref())
+    }
+
+    /// Opens the file once and reads its schema, before the pool and the migrations do, so
+    /// that a file that cannot be used is told in one sentence naming it. A folder that does
+    /// not exist is not created: it is named (a mistyped path would otherwise leave a new,
+    /// empty database somewhere unexpected). See docs/compatibility.md, section 6.1.
+    pub(super) async fn check_open(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let cannot = |why: String| {
+            StoreError::Open(format!(
+                "cannot open the SQLite database {}: {why}",
+                file.display()
+            ))
+        };
+        if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            match std::fs::metadata(folder) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(cannot(format!("{} is not a folder", folder.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(cannot(format!(
+                        "the folder {} does not exist (create it first)",
+                        folder.display()
+                    )));
+                }
+                Err(e) => return Err(cannot(format!("the folder {}: {e}", folder.display()))),
+            }
+        }
+        let opened = async {
+            let create = (*self.options).clone().create_if_missing(true);
+            let mut conn = create.connect().await?;
+            let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut conn)
+                .await
+                .map(drop);
+            let _ = conn.close().await;
+            read
+        };
+        opened.await.map_err(|e| {
+            cannot(match &e {
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                other => other.to_string(),
+            })
         })
     }
 
@@ -93,6 +196,9 @@ impl SqliteDb {
     }
 
     async fn data_version(&self, conn: &mut Option<SqliteConnection>) -> Result<i64, sqlx::Error> {
+        if !self.present() {
+            return Err(gone());
+        }
         let conn = match conn {
             Some(c) => c,
             None => conn.insert(self.options.connect().await?),
@@ -109,6 +215,9 @@ impl SqliteDb {
     /// connections keep their open files, so only a new one tells whether the database can
     /// still be opened and read.
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        if !self.present() {
+            return Err(StoreError::Unavailable(gone()));
+        }
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         let mut conn = self.options.connect().await?;
         let read = sqlx::query("SELECT count(*) FROM sqlite_master")
