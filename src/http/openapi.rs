@@ -63,7 +63,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
         license(name = "MIT", identifier = "MIT")
     ),
     // Relative: the document describes the server that serves it, whatever its address or the
-    // proxy in front of it (docs/compatibility.md, "The OpenAPI document").
+    // proxy in front of it (docs/compatibility.md#9-openapi).
     servers((url = "/", description = "The server that serves this document")),
     components(
         schemas(
@@ -276,8 +276,7 @@ fn add_common_answers(operation: &mut PathOperation) {
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
     // A route whose attribute names no security needs no session: say so with `security: []`,
-    // so that tools do not read it as "unspecified" (docs/compatibility.md, "The OpenAPI
-    // document").
+    // so that tools do not read it as "unspecified" (docs/compatibility.md#9-openapi).
     operation.security.get_or_insert_with(Vec::new);
     let responses = &mut operation.responses.responses;
     let rate_limited = responses.contains_key("429");
@@ -912,7 +911,8 @@ fn login_name(required: &str) -> ObjectBuilder {
 }
 
 // Each shape of a login body is a named component, and so is each union inside one: client
-// generators (openapi-python-client) cannot process a union nested inline in another.
+// generators (openapi-python-client) cannot process a union nested inline in another
+// (docs/compatibility.md#9-openapi).
 
 schema!(
     /// `POST /api/v1/login`: Rocket.Chat's three password shapes and Meteor's `{resume}`.
