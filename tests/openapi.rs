@@ -200,6 +200,15 @@ async fn the_document_is_openapi_3_1_json_without_a_session() {
     assert!(version.starts_with("3.1"), "openapi {version}");
     assert_eq!(doc["info"]["title"], "importops");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    // The licence by its SPDX identifier, the project's own (Cargo.toml, LICENSE).
+    assert_eq!(
+        doc["info"]["license"],
+        json!({"name": env!("CARGO_PKG_LICENSE"), "identifier": env!("CARGO_PKG_LICENSE")})
+    );
+    // One relative server: the one that serves the document, at any address or behind a proxy.
+    let servers = doc["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0]["url"], "/");
     // Built once: the same bytes every time.
     assert_eq!(app.get(DOCUMENT, None).await.body, answer.body);
 }
@@ -361,7 +370,8 @@ async fn sessions_permissions_and_shared_answers_are_documented() {
                 "{what}"
             );
         } else {
-            assert!(op.get("security").is_none(), "{what} needs no session");
+            // Said, not left out: `security: []` is "no session", an absent one "unspecified".
+            assert_eq!(op["security"], json!([]), "{what} needs no session");
         }
         assert_eq!(
             has("401"),
@@ -476,6 +486,118 @@ async fn bare_arrays_and_open_operations_are_documented() {
         ["schema"];
     assert_eq!(importers["type"], "array");
     assert!(importers["items"].get("$ref").is_some());
+}
+
+/// Every `oneOf` / `anyOf` in the document (components, bodies and answers): its branches are
+/// references to named components or plain values, never an inline object or another inline
+/// union, which client generators (openapi-python-client) cannot process or can only name
+/// `..._type_0`.
+#[tokio::test]
+async fn unions_have_named_branches() {
+    let (app, _db) = app(Settings::default()).await;
+    let doc = document(&app).await;
+    let mut unions = 0;
+    let mut problems = Vec::new();
+    check_unions(&doc, "#", &mut unions, &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // LoginRequest, LoginUser, Password, SessionRequired, LoginRefused, DeleteUserRequest, `ts`.
+    assert!(unions >= 7, "{unions} unions");
+}
+
+fn check_unions(value: &Value, at: &str, unions: &mut usize, problems: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for keyword in ["oneOf", "anyOf"] {
+                if let Some(Value::Array(branches)) = map.get(keyword) {
+                    *unions += 1;
+                    for (i, branch) in branches.iter().enumerate() {
+                        let inline_object = branch.get("properties").is_some()
+                            || branch["type"] == "object"
+                            || ["oneOf", "anyOf", "allOf"]
+                                .iter()
+                                .any(|k| branch.get(k).is_some());
+                        if branch.get("$ref").is_none() && inline_object {
+                            problems.push(format!("{at}/{keyword}/{i} is an inline {branch}"));
+                        }
+                    }
+                }
+            }
+            for (key, child) in map {
+                check_unions(child, &format!("{at}/{key}"), unions, problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                check_unions(child, &format!("{at}/{i}"), unions, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `LoginRequest` describes every body shape the server accepts, Meteor's `{resume}` included,
+/// each as a named component; and the server takes each one the schema takes.
+#[tokio::test]
+async fn login_bodies_match_the_named_shapes() {
+    let (app, _db) = app(Settings::default()).await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    let request = &schemas["LoginRequest"];
+    let branches: Vec<&str> = request["anyOf"]
+        .as_array()
+        .expect("LoginRequest is an anyOf")
+        .iter()
+        .map(|b| b["$ref"].as_str().expect("a named branch"))
+        .collect();
+    assert_eq!(
+        branches,
+        [
+            "#/components/schemas/LoginWithUser",
+            "#/components/schemas/LoginWithUsername",
+            "#/components/schemas/LoginWithEmail",
+            "#/components/schemas/LoginWithResume",
+        ]
+    );
+    assert_eq!(schemas["LoginWithResume"]["required"], json!(["resume"]));
+
+    let password = "jane-password-1";
+    let user_id = app.user_with_password("jane", &["user"], password).await;
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(password.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let token = app
+        .another_token(&Login {
+            user_id,
+            token: String::new(),
+        })
+        .await
+        .token;
+    let accepted = [
+        json!({"user": "jane", "password": password}),
+        json!({"user": {"username": "jane"}, "password": password}),
+        json!({"user": {"username": "jane", "email": null},
+            "password": {"digest": digest, "algorithm": "sha-256"}}),
+        json!({"username": "jane", "password": password}),
+        json!({"resume": token}),
+    ];
+    for body in accepted {
+        let mut errors = Vec::new();
+        validate(&doc, request, &body, "body", &mut errors);
+        assert!(errors.is_empty(), "{body}: {errors:?}");
+        let answer = send(&app, "post", "/api/v1/login", None, body.clone()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {:?}", answer.json());
+    }
+    // Neither a password nor a token: the schema and the server both refuse it.
+    let refused = json!({"user": "jane"});
+    let mut errors = Vec::new();
+    validate(&doc, request, &refused, "body", &mut errors);
+    assert!(!errors.is_empty(), "the schema takes {refused}");
+    let answer = send(&app, "post", "/api/v1/login", None, refused).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

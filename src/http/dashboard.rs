@@ -16,7 +16,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 /// The dashboard
 ///
 /// A page like Rocket.Chat's admin import history: sign in, then the latest operations,
-/// refreshed every 5 s. One HTML file with no external resources.
+/// refreshed every 6.5 s at most, and later when the rate limiter's headers ask for it (so a
+/// caller without `api-bypass-rate-limit` never gets a 429). One HTML file with no external resources.
 #[utoipa::path(
     get,
     path = "/",

@@ -60,8 +60,11 @@ session or a rate limit; a CORS pre-flight (an `Origin` or `Access-Control-Reque
 header) gets `405` while CORS is off (`--api-enable-cors`), and `403` `Invalid origin` for an \
 origin not in `--api-cors-origin`. Every other answer under `/api` carries \
 `Access-Control-Allow-Origin: *` and `Access-Control-Allow-Headers`.",
-        license(name = "MIT")
+        license(name = "MIT", identifier = "MIT")
     ),
+    // Relative: the document describes the server that serves it, whatever its address or the
+    // proxy in front of it (docs/compatibility.md#9-openapi).
+    servers((url = "/", description = "The server that serves this document")),
     components(
         schemas(
             Operation,
@@ -72,13 +75,23 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             Importer,
             ImportProgress,
             Password,
+            PasswordDigest,
             LoginRequest,
+            LoginWithUser,
+            LoginUser,
+            LoginUserByUsername,
+            LoginUserByEmail,
+            LoginWithUsername,
+            LoginWithEmail,
+            LoginWithResume,
             LoginResponse,
             LogoutResponse,
             Me,
             CreateUserRequest,
             UserResponse,
             DeleteUserRequest,
+            DeleteUserById,
+            DeleteUserByUsername,
             UserDeleted,
             Success,
             PermissionsListAll,
@@ -98,6 +111,8 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             SessionRequiredDocumented,
             SessionRequiredRocketChat,
             LoginRefused,
+            BadCredentials,
+            LoginBlocked,
             Forbidden,
             TooManyRequests,
             PayloadTooLarge,
@@ -260,6 +275,9 @@ fn add_common_answers(operation: &mut PathOperation) {
         .security
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
+    // A route whose attribute names no security needs no session: say so with `security: []`,
+    // so that tools do not read it as "unspecified" (docs/compatibility.md#9-openapi).
+    operation.security.get_or_insert_with(Vec::new);
     let responses = &mut operation.responses.responses;
     let rate_limited = responses.contains_key("429");
     for response in responses.values_mut() {
@@ -874,28 +892,27 @@ pub struct Success {
 
 schema!(
     /// A password: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
-    Password = password_schema()
+    Password = OneOfBuilder::new()
+        .description(Some("The password, plain or as its sha256"))
+        .item(non_empty_string().description(Some("The password")))
+        .item(ref_to("PasswordDigest"))
+);
+
+schema!(
+    /// Meteor's `{digest, algorithm: "sha-256"}`.
+    PasswordDigest = object()
+        .description(Some("The password's sha256, as Meteor's clients send it"))
+        .property(
+            "digest",
+            non_empty_string().description(Some("Lowercase hex sha256 of the password")),
+        )
+        .required("digest")
+        .property("algorithm", constant("sha-256"))
+        .required("algorithm")
 );
 
 fn password() -> RefOr<Schema> {
     ref_to("Password")
-}
-
-fn password_schema() -> OneOfBuilder {
-    OneOfBuilder::new()
-        .description(Some("The password, plain or as its sha256"))
-        .item(non_empty_string().description(Some("The password")))
-        .item(
-            object()
-                .description(Some("The password's sha256, as Meteor's clients send it"))
-                .property(
-                    "digest",
-                    non_empty_string().description(Some("Lowercase hex sha256 of the password")),
-                )
-                .required("digest")
-                .property("algorithm", constant("sha-256"))
-                .required("algorithm"),
-        )
 }
 
 /// `username` or `email` of a login body, accepted as `null` when the other is given.
@@ -911,41 +928,78 @@ fn login_name(required: &str) -> ObjectBuilder {
     builder
 }
 
+// Each shape of a login body is a named component, and so is each union inside one: client
+// generators (openapi-python-client) cannot process a union nested inline in another
+// (docs/compatibility.md#9-openapi).
+
 schema!(
-    /// `POST /api/v1/login`: Rocket.Chat's three shapes.
+    /// `POST /api/v1/login`: Rocket.Chat's three password shapes and Meteor's `{resume}`.
     LoginRequest = AnyOfBuilder::new()
         .description(Some(
             "`{user, password}` (`user` a username or an e-mail address), \
-             `{username | email, password}`, or `{user: {username | email}, password}`. \
-             `user` wins over `username` and `email`, and `username` over `email`.",
+             `{username | email, password}`, `{user: {username | email}, password}`, or \
+             Meteor's `{resume}` with a login token. `user` wins over `username` and `email`, \
+             and `username` over `email`; a body without `password` but with `resume` is a \
+             resume login.",
         ))
-        .item(
-            object()
-                .property(
-                    "user",
-                    OneOfBuilder::new()
-                        .item(non_empty_string().description(Some("A username or an e-mail address")))
-                        .item(
-                            AnyOfBuilder::new()
-                                .item(login_name("username"))
-                                .item(login_name("email")),
-                        ),
-                )
-                .required("user")
-                .property("password", password())
-                .required("password"),
-        )
-        .item(
-            login_name("username")
-                .property("password", password())
-                .required("password"),
-        )
-        .item(
-            login_name("email")
-                .property("password", password())
-                .required("password"),
-        )
+        .item(ref_to("LoginWithUser"))
+        .item(ref_to("LoginWithUsername"))
+        .item(ref_to("LoginWithEmail"))
+        .item(ref_to("LoginWithResume"))
         .examples([json!({"user": "jane", "password": "s3cret"})])
+);
+
+schema!(
+    /// `{user, password}`.
+    LoginWithUser = object()
+        .property("user", ref_to("LoginUser"))
+        .required("user")
+        .property("password", password())
+        .required("password")
+);
+
+schema!(
+    /// The `user` of `{user, password}`.
+    LoginUser = AnyOfBuilder::new()
+        .item(non_empty_string().description(Some("A username or an e-mail address")))
+        .item(ref_to("LoginUserByUsername"))
+        .item(ref_to("LoginUserByEmail"))
+);
+
+schema!(
+    /// `{username, email?}` inside `user`.
+    LoginUserByUsername = login_name("username")
+);
+
+schema!(
+    /// `{email, username?}` inside `user`.
+    LoginUserByEmail = login_name("email")
+);
+
+schema!(
+    /// `{username, password}`.
+    LoginWithUsername = login_name("username")
+        .property("password", password())
+        .required("password")
+);
+
+schema!(
+    /// `{email, password}`.
+    LoginWithEmail = login_name("email")
+        .property("password", password())
+        .required("password")
+);
+
+schema!(
+    /// Meteor's resume login.
+    LoginWithResume = object()
+        .property(
+            "resume",
+            non_empty_string().description(Some(
+                "A login token (`authToken` of an earlier login, or `importops token issue`)",
+            )),
+        )
+        .required("resume")
 );
 
 #[derive(Debug, serde::Serialize, ToSchema)]
@@ -1037,9 +1091,19 @@ schema!(
     /// `POST /api/v1/users.delete`: `{userId}` or `{username}`.
     DeleteUserRequest = AnyOfBuilder::new()
         .description(Some("`{userId}` or `{username}`; `userId` wins when both are given"))
-        .item(delete_by("userId"))
-        .item(delete_by("username"))
+        .item(ref_to("DeleteUserById"))
+        .item(ref_to("DeleteUserByUsername"))
         .examples([json!({"username": "jane"})])
+);
+
+schema!(
+    /// `{userId}` of `users.delete`.
+    DeleteUserById = delete_by("userId")
+);
+
+schema!(
+    /// `{username}` of `users.delete`.
+    DeleteUserByUsername = delete_by("username")
 );
 
 fn delete_by(required: &str) -> ObjectBuilder {
@@ -1264,45 +1328,51 @@ const LOGGED_IN: &str = "You must be logged in to do this.";
 schema!(
     /// A refused login: bad credentials, or blocked after repeated failures.
     LoginRefused = OneOfBuilder::new()
-        .item(
-            exact(vec![
-                ("success", constant(false).into()),
-                ("error", constant("Unauthorized").into()),
-                ("status", constant("error").into()),
-                ("message", constant("Unauthorized").into()),
-            ])
-            .description(Some(
-                "Unknown user, wrong password, no password, or deactivated user"
-            )),
-        )
-        .item(
-            exact(vec![
-                ("success", constant(false).into()),
-                (
-                    "error",
-                    string()
-                        .enum_values(Some([
-                            "error-login-blocked-for-user",
-                            "error-login-blocked-for-ip"
-                        ]))
-                        .into()
-                ),
-                ("status", constant("error").into()),
-                (
-                    "message",
-                    string()
-                        .enum_values(Some([
-                            "Login has been temporarily blocked for this User",
-                            "Login has been temporarily blocked for this IP",
-                        ]))
-                        .into()
-                ),
-            ])
-            .description(Some(
-                "Blocked: 10 failed logins for the user, or 50 from the client's address, within \
-                 5 minutes; until 5 minutes have passed since the last failure"
-            )),
-        )
+        .item(ref_to("BadCredentials"))
+        .item(ref_to("LoginBlocked"))
+);
+
+schema!(
+    /// A refused login: bad credentials.
+    BadCredentials = exact(vec![
+        ("success", constant(false).into()),
+        ("error", constant("Unauthorized").into()),
+        ("status", constant("error").into()),
+        ("message", constant("Unauthorized").into()),
+    ])
+    .description(Some(
+        "Unknown user, wrong password, no password, or deactivated user"
+    ))
+);
+
+schema!(
+    /// A refused login: blocked after repeated failures.
+    LoginBlocked = exact(vec![
+        ("success", constant(false).into()),
+        (
+            "error",
+            string()
+                .enum_values(Some([
+                    "error-login-blocked-for-user",
+                    "error-login-blocked-for-ip"
+                ]))
+                .into()
+        ),
+        ("status", constant("error").into()),
+        (
+            "message",
+            string()
+                .enum_values(Some([
+                    "Login has been temporarily blocked for this User",
+                    "Login has been temporarily blocked for this IP",
+                ]))
+                .into()
+        ),
+    ])
+    .description(Some(
+        "Blocked: 10 failed logins for the user, or 50 from the client's address, within \
+         5 minutes; until 5 minutes have passed since the last failure"
+    ))
 );
 
 schema!(

@@ -17,6 +17,8 @@ function env(name) {
 const BASE = env('IMPORTOPS_BASE_URL');
 const ADMIN = { user: env('IMPORTOPS_ADMIN_USER'), password: env('IMPORTOPS_ADMIN_PASSWORD') };
 const VIEWER = { user: env('IMPORTOPS_VIEWER_USER'), password: env('IMPORTOPS_VIEWER_PASSWORD') };
+const LIMITED_BASE = env('IMPORTOPS_LIMITED_BASE_URL');
+const WATCHER = { user: env('IMPORTOPS_WATCHER_USER'), password: env('IMPORTOPS_WATCHER_PASSWORD') };
 const ADMIN_TOKEN = { userId: env('IMPORTOPS_ADMIN_USER_ID'), authToken: env('IMPORTOPS_ADMIN_TOKEN') };
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1' ? env('SCREENSHOT_PATH') : null;
@@ -65,7 +67,7 @@ after(async () => {
 
 // A fresh tab (and so a fresh sessionStorage) on the dashboard; script errors and CSP
 // violations are collected and must stay empty.
-async function openDashboard(t) {
+async function openDashboard(t, base = BASE) {
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   const problems = [];
@@ -77,7 +79,7 @@ async function openDashboard(t) {
     await page.close();
     assert.deepEqual(problems, [], 'no script errors and no CSP violations');
   });
-  const response = await page.goto(`${BASE}/`);
+  const response = await page.goto(`${base}/`);
   assert.equal(response.status(), 200);
   const headers = response.headers();
   assert.equal(headers['content-type'], 'text/html; charset=utf-8');
@@ -180,12 +182,12 @@ function assertDocumentedExample(rows) {
     assert.equal(cells[3].text, 'no', `${row}: valid`);
     assert.equal(cells[4].text, '—', `${row}: counts`);
     assert.equal(cells[5].datetime, new Date(ts).toISOString(), `${row}: started`);
-    assert.match(cells[5].text, /^[A-Z][a-z]{2} \d{1,2}, 2021, \d{2}:\d{2}:\d{2}( [AP]M)?$/, `${row}: started`);
+    assert.match(cells[5].text, /^[A-Z][a-z]{2} \d{1,2}, 2021 \d{2}:\d{2}:\d{2}( [AP]M)? UTC$/, `${row}: started`);
     assert.equal(cells[6].datetime, updatedAt, `${row}: updated`);
   });
-  // Readable local times (the browser runs in UTC here).
-  assert.equal(rows[0][5].text, 'Oct 26, 2021, 08:36:40 PM');
-  assert.equal(rows[0][6].text, 'Oct 27, 2021, 11:26:24 AM');
+  // Readable local times with their zone (the browser runs in UTC here).
+  assert.equal(rows[0][5].text, 'Oct 26, 2021 08:36:40 PM UTC');
+  assert.equal(rows[0][6].text, 'Oct 27, 2021 11:26:24 AM UTC');
 }
 
 test('the admin signs in with a password and sees the documented example', async (t) => {
@@ -312,7 +314,7 @@ test('data is shown as text, counts and ISO dates are rendered, and errors are e
   assert.equal(rows[0][3].text, 'yes');
   assert.equal(rows[0][4].text, '120 / 80 / 2');
   assert.equal(rows[0][5].datetime, '2024-03-05T10:20:30.000Z');
-  assert.equal(rows[0][5].text, 'Mar 5, 2024, 10:20:30 AM');
+  assert.equal(rows[0][5].text, 'Mar 5, 2024 10:20:30 AM UTC');
   assert.equal(rows[1][2].text, 'Import failed');
   assert.equal(rows[1][2].badge, 'badge failed');
   assert.equal(rows[1][4].text, '5 / — / —');
@@ -343,6 +345,101 @@ test('data is shown as text, counts and ISO dates are rendered, and errors are e
   await waitForRows(page, 4);
 });
 
+// At 1 280 px, the widest rows fit: no column is clipped and the table does not scroll.
+test('the table fits a 1 280 px window, with times in their zone', async (t) => {
+  const page = await openDashboard(t);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.route('**/api/v1/getLatestImportOperations', (route) =>
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: JSON.stringify([
+        {
+          _id: 'aaaaaaaaaaaaaaaaa', type: 'Pending Avatars', importerKey: 'pending-avatars',
+          ts: '2024-12-22T22:22:22.222Z', status: 'importer_preparing_channels', valid: true,
+          user: 'u', _updatedAt: '2024-12-22T22:22:22.222Z',
+          count: { total: 1234567890, completed: 1234567890, error: 1234567 },
+        },
+        {
+          _id: 'bbbbbbbbbbbbbbbbb', type: 'Slack_Users', importerKey: 'slack-users',
+          ts: 1734906142222, status: 'importer_user_selection', valid: false, user: 'u',
+          _updatedAt: '2024-09-30T23:59:59.000Z',
+        },
+      ]),
+    }),
+  );
+  await signInWithToken(page, ADMIN_TOKEN);
+  await waitForRows(page, 2);
+  const layout = await page.evaluate(() => {
+    const card = document.getElementById('table-card').getBoundingClientRect();
+    const wrap = document.getElementById('table-card');
+    const cells = [...document.querySelectorAll('thead th, #rows td')].map((c) => c.getBoundingClientRect());
+    return {
+      scrollWidth: wrap.scrollWidth,
+      clientWidth: wrap.clientWidth,
+      cardRight: card.right,
+      right: Math.max(...cells.map((c) => c.right)),
+      pageScroll: document.documentElement.scrollWidth - window.innerWidth,
+    };
+  });
+  assert.ok(layout.scrollWidth <= layout.clientWidth, `the table scrolls: ${JSON.stringify(layout)}`);
+  assert.ok(layout.right <= layout.cardRight, `the last column is clipped: ${JSON.stringify(layout)}`);
+  assert.ok(layout.pageScroll <= 0, `the page scrolls sideways: ${JSON.stringify(layout)}`);
+  const rows = await table(page);
+  assert.equal(rows[0][5].text, 'Dec 22, 2024 10:22:22 PM UTC');
+  assert.equal(rows[1][6].text, 'Sep 30, 2024 11:59:59 PM UTC');
+  assert.match((await page.locator('#updated').textContent()).trim(), /^Updated at \d{2}:\d{2}:\d{2}( [AP]M)? UTC$/);
+});
+
+// A user with view-import-operations but without api-bypass-rate-limit, on a server with the
+// default limit (10 calls a minute per route): over 70 s, with the Refresh button pressed
+// every 5 s on top of the page's own refreshes, the page never gets a 429. It keeps its pace
+// and, once X-RateLimit-Remaining is 0, sends nothing before X-RateLimit-Reset.
+test('over 70 s a user the rate limiter counts never gets a 429', { timeout: 120_000 }, async (t) => {
+  const page = await openDashboard(t, LIMITED_BASE);
+  const calls = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/api/v1/getLatestImportOperations')) calls.push({ sent: Date.now() });
+  });
+  page.on('response', async (response) => {
+    if (!response.url().endsWith('/api/v1/getLatestImportOperations')) return;
+    const headers = response.headers();
+    const call = calls.findLast((c) => c.status === undefined) ?? {};
+    Object.assign(call, {
+      status: response.status(),
+      remaining: headers['x-ratelimit-remaining'],
+      reset: Number(headers['x-ratelimit-reset']),
+    });
+  });
+  await signInWithPassword(page, WATCHER);
+  await waitForRows(page, DOCUMENTED.length);
+  const started = Date.now();
+  while (Date.now() - started < 70_000) {
+    await page.waitForTimeout(5_000);
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    assert.doesNotMatch(await message(page), /Too many requests/);
+  }
+  await page.waitForTimeout(500);
+
+  const statuses = calls.map((c) => c.status);
+  assert.ok(!statuses.includes(429), `a 429 among ${JSON.stringify(calls)}`);
+  assert.ok(statuses.every((s) => s === 200), `answers ${JSON.stringify(statuses)}`);
+  // Counted by the limiter (so this user does not bypass it), and its calls of a window were
+  // spent at least once: the presses of Refresh made the page wait for the window's end.
+  assert.ok(calls.every((c) => c.remaining !== undefined), 'every answer has X-RateLimit-Remaining');
+  const spent = calls.filter((c) => c.remaining === '0');
+  assert.ok(spent.length > 0, `Remaining never reached 0: ${JSON.stringify(calls)}`);
+  calls.forEach((call, i) => {
+    if (call.remaining === '0' && calls[i + 1]) {
+      assert.ok(calls[i + 1].sent >= call.reset, `call ${i + 1} was sent before the window's end`);
+    }
+  });
+  // More than one window's worth of calls: the page kept refreshing.
+  assert.ok(calls.length >= 12, `only ${calls.length} calls in 70 s`);
+  assert.equal((await table(page)).length, DOCUMENTED.length);
+  assert.equal(await message(page), '');
+});
+
 // Last: it adds an operation to the database.
 test('the table refreshes by itself, and a revoked session goes back to the form', async (t) => {
   const page = await openDashboard(t);
@@ -367,3 +464,4 @@ test('the table refreshes by itself, and a revoked session goes back to the form
   assert.equal(await page.locator('#dashboard').isHidden(), true);
   assert.deepEqual(await session(page), { userId: null, authToken: null });
 });
+
