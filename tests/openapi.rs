@@ -728,6 +728,7 @@ async fn real_answers_match_the_document() {
             401,
         ),
         ("/api/v1/login", json!({"user": "jane"}), 400),
+        ("/api/v1/login", json!({"resume": "no-such-token"}), 401),
         (
             "/api/v1/users.create",
             json!({"email": "bob@example.com", "name": "Bob",

@@ -293,7 +293,8 @@ route!(
     responses(
         (status = 200, description = "The progress", body = api::ImportProgress),
         (status = 400, body = api::BadRequest, description = "There is no operation \
-            (`error-operation-not-found`), or a query parameter was sent \
+            (`error-operation-not-found`), the current operation's importer is not one \
+            Rocket.Chat registers (`error-importer-not-defined`), or a query parameter was sent \
             (`error-invalid-params`)"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),

@@ -113,6 +113,8 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             LoginRefused,
             BadCredentials,
             LoginBlocked,
+            UserNotActivated,
+            SessionNotResumed,
             Forbidden,
             TooManyRequests,
             PayloadTooLarge,
@@ -1330,6 +1332,50 @@ schema!(
     LoginRefused = OneOfBuilder::new()
         .item(ref_to("BadCredentials"))
         .item(ref_to("LoginBlocked"))
+        .item(ref_to("UserNotActivated"))
+        .item(ref_to("SessionNotResumed"))
+);
+
+schema!(
+    /// A refused login: a deactivated user whose password is right.
+    UserNotActivated = exact(vec![
+        ("success", constant(false).into()),
+        ("error", constant("error-user-is-not-activated").into()),
+        ("status", constant("error").into()),
+        (
+            "details",
+            exact(vec![(
+                "function",
+                constant("Accounts.validateLoginAttempt").into()
+            )])
+            .into()
+        ),
+        ("message", constant("User is not activated").into()),
+    ])
+    .description(Some(
+        "The user is deactivated (told only once its password is right)"
+    ))
+);
+
+schema!(
+    /// A refused `{resume}` login: Meteor's own 403.
+    SessionNotResumed = exact(vec![
+        ("success", constant(false).into()),
+        ("error", constant(403).into()),
+        ("status", constant("error").into()),
+        (
+            "message",
+            string()
+                .enum_values(Some([
+                    "You've been logged out by the server. Please log in again.",
+                    "Your session has expired. Please log in again.",
+                ]))
+                .into()
+        ),
+    ])
+    .description(Some(
+        "No user holds the token, or it is a login token past its expiry"
+    ))
 );
 
 schema!(
@@ -1341,7 +1387,7 @@ schema!(
         ("message", constant("Unauthorized").into()),
     ])
     .description(Some(
-        "Unknown user, wrong password, no password, or deactivated user"
+        "Unknown user, wrong password, or no password"
     ))
 );
 
