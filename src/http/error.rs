@@ -84,15 +84,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// A 400 with Rocket.Chat's `error-invalid-params` type.
-    pub fn invalid_params(error: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            error: error.into(),
-            error_type: "error-invalid-params",
-            details: None,
-        }
-    }
-
     /// A 400 an action answers with `API.v1.failure(message, type)`: the message as it is,
     /// without the bracketed type a thrown Meteor error carries.
     pub fn failure(error_type: &'static str, message: &str) -> Self {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::auth_token;
@@ -161,7 +161,7 @@ fn not_activated() -> ApiError {
     ApiError::LoginRefused(Box::new(LoginRefusal {
         error: "error-user-is-not-activated".into(),
         message: "User is not activated",
-        details: Some(serde_json::json!({"function": "Accounts.validateLoginAttempt"})),
+        details: Some(json!({"function": "Accounts.validateLoginAttempt"})),
     }))
 }
 
@@ -541,10 +541,9 @@ fn html_escape(s: &str) -> String {
 
 /// A Meteor error of Rocket.Chat's `insertOrUpdateUser` checks.
 fn refuse(error_type: &'static str, message: &str, detail: (&str, Value)) -> ApiError {
-    let mut details = serde_json::Map::new();
-    details.insert("method".into(), "insertOrUpdateUser".into());
-    details.insert(detail.0.into(), detail.1);
-    ApiError::meteor(error_type, message).with_details(Value::Object(details))
+    let mut details = json!({"method": "insertOrUpdateUser"});
+    details[detail.0] = detail.1;
+    ApiError::meteor(error_type, message).with_details(details)
 }
 
 fn field_unavailable(value: &str) -> ApiError {
@@ -651,24 +650,21 @@ pub async fn users_create(
         return Err(required("Username"));
     }
     if !is_valid_username(&body.username) {
-        let mut details = serde_json::Map::new();
-        details.insert("method".into(), "insertOrUpdateUser".into());
-        details.insert("input".into(), body.username.clone().into());
-        details.insert("field".into(), "Username".into());
         return Err(ApiError::meteor(
             "error-input-is-not-a-valid-field",
             &format!("{} is not a valid username", html_escape(&body.username)),
         )
-        .with_details(Value::Object(details)));
+        .with_details(json!({
+            "method": "insertOrUpdateUser",
+            "input": body.username,
+            "field": "Username",
+        })));
     }
     if body.password.is_empty() && !body.set_random_password {
         return Err(required("Password"));
     }
     // `checkUsernameAvailability`.
     if is_blocked(&body.username, &state.settings.blocked_usernames) {
-        let mut details = serde_json::Map::new();
-        details.insert("method".into(), "checkUsernameAvailability".into());
-        details.insert("field".into(), body.username.clone().into());
         return Err(ApiError::meteor(
             "error-blocked-username",
             &format!(
@@ -676,7 +672,10 @@ pub async fn users_create(
                 html_escape(&body.username)
             ),
         )
-        .with_details(Value::Object(details)));
+        .with_details(json!({
+            "method": "checkUsernameAvailability",
+            "field": body.username,
+        })));
     }
     if state
         .store
@@ -692,12 +691,12 @@ pub async fn users_create(
             return Err(field_unavailable(email));
         }
         if !is_valid_email(email) {
-            let mut details = serde_json::Map::new();
-            details.insert("function".into(), "RocketChat.validateEmailDomain".into());
-            details.insert("email".into(), email.clone().into());
             return Err(
                 ApiError::meteor("error-invalid-email", &format!("Invalid email {email}"))
-                    .with_details(Value::Object(details)),
+                    .with_details(json!({
+                        "function": "RocketChat.validateEmailDomain",
+                        "email": email,
+                    })),
             );
         }
     }
