@@ -81,7 +81,33 @@ impl<T: FromJson + Send> FromBody for JsonBody<T> {
             serde_json::from_slice(&bytes)
                 .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?
         };
+        if let Some(at) = nul_at(&value) {
+            return Err(invalid::<T>(format!(
+                "{at} must NOT contain the character U+0000"
+            )));
+        }
         T::from_json(value).map(JsonBody).map_err(invalid::<T>)
+    }
+}
+
+/// Where the first string holding U+0000 is in `value` (a JSON pointer, `""` for the whole),
+/// key or value. Postgres cannot store the character in text, so every body is checked here,
+/// once, before any route sees it (docs/compatibility.md, section 6).
+fn nul_at(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item).map(|at| format!("/{i}{at}"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(format!("/{}", key.replace('\0', "\\u0000")))
+            } else {
+                nul_at(item).map(|at| format!("/{key}{at}"))
+            }
+        }),
+        _ => None,
     }
 }
 

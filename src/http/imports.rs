@@ -23,6 +23,7 @@ use crate::domain::operation::{
 };
 use crate::domain::permission::RUN_IMPORT;
 use crate::domain::time::{format_iso_ms, now_ms};
+use crate::store::StreamError;
 
 /// The current operation's document, parsed.
 async fn current(state: &AppState) -> Result<Option<Map<String, Value>>, ApiError> {
@@ -408,35 +409,50 @@ pub async fn upsert(
     State(state): State<AppState>,
     Guarded {
         caller,
-        body: JsonBody(UpsertBody(mut fields)),
+        body: JsonBody(UpsertBody(fields)),
         ..
     }: Guarded<Upsert>,
 ) -> Result<Json<api::OperationResponse>, ApiError> {
     let now = now_ms();
-    let existing = match fields.get("_id").and_then(Value::as_str) {
-        Some(id) => state.store.operation_by_id(id).await?,
-        None => None,
+    // The stored version (if any) is read and replaced in one transaction: concurrent
+    // upserts of one `_id` each keep their fields (RELIABILITY.md, lost updates).
+    let build = |existing: Option<&str>| {
+        let mut fields = fields.clone();
+        match existing {
+            Some(doc) => {
+                fields.shift_remove("_updatedAt");
+                revise(doc, fields, now)
+            }
+            None => {
+                let date = Value::String(format_iso_ms(now).unwrap_or_default());
+                fields.entry("valid").or_insert(Value::Bool(true));
+                fields
+                    .entry("user")
+                    .or_insert_with(|| Value::String(caller.user_id.clone()));
+                fields.insert("_updatedAt".into(), date);
+                Operation::from_document(Value::Object(fields), now)
+            }
+        }
+        .map_err(|e| e.0)
     };
-    let op = match existing {
-        Some(doc) => {
-            fields.shift_remove("_updatedAt");
-            revise(&doc, fields, now)
-        }
+    let op = match fields.get("_id").and_then(Value::as_str) {
+        Some(id) => state
+            .store
+            .revise_operation(id, &build)
+            .await
+            .map_err(|e| match e {
+                StreamError::Input(message) => ApiError::invalid_body(message),
+                StreamError::Store(e) => e.into(),
+            })?,
         None => {
-            let date = Value::String(format_iso_ms(now).unwrap_or_default());
-            fields.entry("valid").or_insert(Value::Bool(true));
-            fields
-                .entry("user")
-                .or_insert_with(|| Value::String(caller.user_id.clone()));
-            fields.insert("_updatedAt".into(), date);
-            Operation::from_document(Value::Object(fields), now)
+            let op = build(None).map_err(ApiError::invalid_body)?;
+            state
+                .store
+                .upsert_operations(std::slice::from_ref(&op))
+                .await?;
+            op
         }
-    }
-    .map_err(|e| ApiError::invalid_body(e.0))?;
-    state
-        .store
-        .upsert_operations(std::slice::from_ref(&op))
-        .await?;
+    };
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(api::OperationResponse {

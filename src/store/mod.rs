@@ -104,7 +104,10 @@ impl From<sqlx::Error> for StoreError {
     /// Sorts out the errors that mean "cannot reach the database" from the rest.
     fn from(err: sqlx::Error) -> Self {
         let unavailable = match &err {
+            // A connection closed or cut while it was set up or used (a server or a proxy
+            // going away) shows as an I/O or a protocol error.
             sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -150,7 +153,8 @@ fn unique_violation(
 /// channel closes, and an `Err` item rolls it back.
 pub type OperationChunks<E> = tokio::sync::mpsc::Receiver<Result<Vec<Operation>, E>>;
 
-/// Why a streamed write failed: the input (the `Err` item it sent), or the database.
+/// Why a streamed or revised write failed: the input (the `Err` item it sent, or the refusal
+/// of the revision), or the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError<E> {
     #[error("{0}")]
@@ -393,20 +397,37 @@ fn decode_kind(kind: &str) -> Result<TokenKind, StoreError> {
 /// named parameter up among those seen so far (quadratic in their number: a 6 000-parameter
 /// insert took longer to prepare than to run), while its plain `?` is numbered in order.
 trait Dialect: sqlx::Database {
+    /// The statement that makes writes which read the valid operations, then change them
+    /// ("invalidate the others, then insert") take turns, or `None` where every write
+    /// transaction already does (SQLite's `BEGIN IMMEDIATE`).
+    const SERIALIZE_OPERATIONS: Option<&'static str>;
+
     fn push_parameter(sql: &mut String, n: usize);
 }
 
 impl Dialect for sqlx::Sqlite {
+    const SERIALIZE_OPERATIONS: Option<&'static str> = None;
+
     fn push_parameter(sql: &mut String, _: usize) {
         sql.push('?');
     }
 }
 
 impl Dialect for sqlx::Postgres {
+    // Conflicts with itself and with every row write to the table, not with reads; held to
+    // the end of the transaction.
+    const SERIALIZE_OPERATIONS: Option<&'static str> =
+        Some("LOCK TABLE import_operations IN SHARE ROW EXCLUSIVE MODE");
+
     fn push_parameter(sql: &mut String, n: usize) {
         sql.push('$');
         sql.push_str(itoa::Buffer::new().format(n));
     }
+}
+
+/// `Dialect::SERIALIZE_OPERATIONS` for the backend of the transaction `_tx`.
+fn serialize_operations<DB: Dialect>(_tx: &sqlx::Transaction<'_, DB>) -> Option<&'static str> {
+    DB::SERIALIZE_OPERATIONS
 }
 
 /// `INSERT INTO <table> (<columns>) VALUES ($1, ..), (..) ..` for `rows` rows, followed by

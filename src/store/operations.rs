@@ -6,18 +6,26 @@ use crate::domain::operation::Operation;
 
 /// Inserts or replaces one chunk of operations by `_id`, in their order, inside a write
 /// transaction. A replaced operation keeps its `seq`, its place in the stored order. The ids
-/// must be distinct.
+/// must be distinct. With a third argument, the `ON CONFLICT` clause instead; either way the
+/// value is how many rows were written.
 macro_rules! write_operations {
-    ($tx:ident, $chunk:expr) => {{
+    ($tx:ident, $chunk:expr) => {
+        $crate::store::operations::write_operations!(
+            $tx,
+            $chunk,
+            "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
+             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
+             doc = excluded.doc"
+        )
+    };
+    ($tx:ident, $chunk:expr, $on_conflict:expr) => {{
         let chunk: &[$crate::domain::operation::Operation] = $chunk;
         let sql = $crate::store::insert_values(
             &$tx,
             "import_operations",
             &["id", "updated_at", "ts", "status", "valid", "doc"],
             chunk.len(),
-            "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, \
-             ts = excluded.ts, status = excluded.status, valid = excluded.valid, \
-             doc = excluded.doc",
+            $on_conflict,
         );
         let mut query = sqlx::query(&sql);
         for op in chunk {
@@ -29,7 +37,7 @@ macro_rules! write_operations {
                 .bind(op.valid)
                 .bind(op.doc.as_str());
         }
-        query.execute(&mut *$tx).await?;
+        query.execute(&mut *$tx).await?.rows_affected()
     }};
 }
 pub(super) use write_operations;
@@ -96,6 +104,10 @@ impl Store {
         then_insert: Option<&Operation>,
     ) -> Result<u64, StoreError> {
         in_write!(self, |tx| {
+            // Concurrent calls would each read the same valid operations and each insert one.
+            if let Some(sql) = super::serialize_operations(&tx) {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
             let valid: Vec<String> =
                 sqlx::query_scalar("SELECT doc FROM import_operations WHERE valid")
                     .fetch_all(&mut *tx)
@@ -117,6 +129,42 @@ impl Store {
                 write_operations!(tx, std::slice::from_ref(op));
             }
             valid.len() as u64
+        })
+    }
+
+    /// Stores the new version of the operation `id` that `revise` makes from its stored
+    /// document (`None` when there is none), in one write transaction that holds the row from
+    /// the read to the write, so that concurrent revisions of one operation all land. An `Err`
+    /// from `revise` (as `StreamError::Input`) writes nothing.
+    pub async fn revise_operation(
+        &self,
+        id: &str,
+        revise: &(dyn Fn(Option<&str>) -> Result<Operation, String> + Sync),
+    ) -> Result<Operation, StreamError<String>> {
+        in_write!(self, |tx| -> StreamError<String> {
+            loop {
+                // The UPDATE takes the row's lock on Postgres (`SELECT .. FOR UPDATE` is not
+                // SQLite's), where SQLite's `BEGIN IMMEDIATE` already holds the database's.
+                let doc: Option<String> = sqlx::query_scalar(
+                    "UPDATE import_operations SET doc = doc WHERE id = $1 RETURNING doc",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let op = revise(doc.as_deref()).map_err(StreamError::Input)?;
+                if doc.is_some() {
+                    write_operations!(tx, std::slice::from_ref(&op));
+                    break op;
+                }
+                // A new one, unless another transaction created it meanwhile: the insert
+                // waits for that one to commit, then writes nothing, and the loop revises
+                // what it stored.
+                if write_operations!(tx, std::slice::from_ref(&op), "ON CONFLICT (id) DO NOTHING")
+                    > 0
+                {
+                    break op;
+                }
+            }
         })
     }
 

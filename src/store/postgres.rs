@@ -28,8 +28,9 @@ pub(super) struct PostgresDb {
 
 /// SQLSTATE classes 08 (connection), 28 (authorization: the user or its password refused),
 /// 53 (insufficient resources), 57 (operator intervention: shutdown, cannot connect now), and
-/// 3D000 (the database does not exist, as after a `DROP DATABASE` while serving): the database
-/// cannot be used now (docs/compatibility.md, section 6.1).
+/// 3D000 (the database does not exist, as after a `DROP DATABASE` while serving) and 55P03
+/// (a lock not available in time): the database cannot be used now (docs/compatibility.md,
+/// section 6.1).
 pub(super) fn is_unavailable(db: &(dyn DatabaseError + 'static)) -> bool {
     db.try_downcast_ref::<PgDatabaseError>().is_some_and(|e| {
         let code = e.code();
@@ -37,6 +38,7 @@ pub(super) fn is_unavailable(db: &(dyn DatabaseError + 'static)) -> bool {
             .iter()
             .any(|class| code.starts_with(class))
             || code == "3D000"
+            || code == "55P03"
     })
 }
 

@@ -12,7 +12,10 @@ use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{
+    ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction,
+    TransactionManager,
+};
 
 use super::{Observation, StoreError};
 
@@ -55,13 +58,23 @@ fn named_file(url: &str, options: &SqliteConnectOptions) -> Result<Option<PathBu
     Ok(Some(file.to_path_buf()))
 }
 
-/// Primary result codes BUSY, LOCKED, READONLY, IOERR and CANTOPEN (extended codes keep them
-/// in the low byte): the database cannot be used now.
+/// Primary result codes BUSY, LOCKED, READONLY, IOERR, FULL and CANTOPEN (extended codes keep
+/// them in the low byte): the database cannot be used now (RELIABILITY.md, full disk).
 pub(super) fn is_unavailable(db: &(dyn DatabaseError + 'static)) -> bool {
     db.try_downcast_ref::<SqliteError>()
         .and_then(|e| e.code())
         .and_then(|code| code.parse::<i64>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 14))
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+}
+
+/// Whether a connection given back to the pool may serve again: no transaction left open once
+/// its queued rollback has run (the ping waits for it). After a failed statement on a full disk
+/// or an I/O error SQLite has already rolled back by itself, so sqlx's ROLLBACK fails and the
+/// connection keeps a transaction depth of one: every later write on it would fail ("non-zero
+/// transaction depth"), so it is closed instead, and the pool opens a fresh one.
+async fn reusable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
 /// Whether a database file (`None`: in memory) still exists: one `stat`, cheap enough for
@@ -101,6 +114,7 @@ impl SqliteDb {
                 let present = file_present(watched.as_deref());
                 Box::pin(async move { Ok(present) })
             })
+            .after_release(|conn, _| Box::pin(reusable(conn)))
             .connect_lazy_with(options.clone());
         Ok(SqliteDb {
             pool,
