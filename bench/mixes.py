@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import random
 import re
 import sqlite3
@@ -33,18 +34,26 @@ WRONG_TOKENS = 1000  # distinct wrong tokens, cycled: clients retrying with stal
 FEW_CLIENTS, MANY_CLIENTS = 1000, 100_000
 FLOOD_CLIENTS = 2000
 WRITE_PERIOD_S = 0.010
+WRITER_THREADS = 4  # upserts in flight at most
 FLOOD_PASSWORD = "bench-flood-password"
 UPSERT = "/api/v1/import.operations.upsert"
 LOGIN = "/api/v1/login"
+
+
+
+def num(n: int) -> str:
+    """1 000 000, as the report writes numbers."""
+    return f"{n:,}".replace(",", " ")
+
 
 # ratio name -> (numerator target, denominator target, threshold, description)
 RATIOS = {
     "wrong_tokens": ("wrong", "valid", 0.6, "wrong tokens (401) / valid token req/s"),
     "reads_with_writes": ("writes", "valid", 0.85, "reads with an upsert every 10 ms / reads alone"),
     "many_clients": ("clients_many", "clients_few", 0.8,
-                     f"rate-limited reads from {MANY_CLIENTS:,} / from {FEW_CLIENTS:,} addresses"),
-    "login_flood": ("flood", "valid", 0.5, f"cached reads during a login flood from {FLOOD_CLIENTS:,} "
-                                             "addresses / cached reads alone"),
+                     f"rate-limited reads from {num(MANY_CLIENTS)} / from {num(FEW_CLIENTS)} addresses"),
+    "login_flood": ("flood", "valid", 0.5,
+                    f"cached reads during a login flood from {num(FLOOD_CLIENTS)} addresses / cached reads alone"),
 }
 TARGET_LIMITER_RSS_MB = 64.0
 TARGET_SESSIONS_RSS_MB = 128.0
@@ -151,6 +160,19 @@ def statuses(after: dict, before: dict, route: str) -> dict[str, int]:
     return out
 
 
+def drain(port: int, limit_s: float = 60.0) -> float:
+    """Waits until the server has no request in flight but the /metrics one (at most limit_s);
+    the seconds waited."""
+    t = time.perf_counter()
+    while time.perf_counter() - t < limit_s:
+        _, _, body = B.http_get(port, "/metrics", {})
+        m = re.search(rb"^importops_http_requests_in_flight\s+([0-9.eE+-]+)", body, re.M)
+        if m is None or float(m.group(1)) <= 1:
+            break
+        time.sleep(0.25)
+    return time.perf_counter() - t
+
+
 def vm_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -166,20 +188,24 @@ def vm_rss_mb(pid: int) -> float | None:
 
 
 class Writer(threading.Thread):
-    """One `import.operations.upsert` of the same operation every WRITE_PERIOD_S (late ones are
-    skipped, never sent in a burst), on one keep-alive connection."""
+    """One `import.operations.upsert` of the same operation every WRITE_PERIOD_S, whatever the time
+    an upsert takes: a tick hands the upsert to one of WRITER_THREADS senders, each with its own
+    keep-alive connection; a tick that finds them all busy is skipped (counted), never sent late
+    in a burst."""
 
     def __init__(self, port: int, headers: dict[str, str], op_id: str):
         super().__init__(daemon=True)
         self.port, self.headers, self.op_id = port, headers, op_id
         self.stop = threading.Event()
         self.done = 0
+        self.skipped = 0
         self.failed: list[str] = []
+        self.lock = threading.Lock()
 
     def upsert(self, conn: http.client.HTTPConnection) -> bool:
         body = json.dumps({"_id": self.op_id, "type": "CSV", "importerKey": "csv",
                            "status": "importer_importing_messages",
-                           "count": {"total": 1_000_000, "completed": self.done}})
+                           "count": {"total": 1_000_000, "completed": self.done % 1_000_000}})
         try:
             conn.request("POST", UPSERT, body=body, headers={**self.headers, "Content-Type": "application/json"})
             resp = conn.getresponse()
@@ -189,26 +215,39 @@ class Writer(threading.Thread):
                 self.failed.append(type(e).__name__)
             conn.close()  # reconnects at the next request
             return False
-        if resp.status == 200:
-            self.done += 1
-            return True
-        if len(self.failed) < 5:
-            self.failed.append(str(resp.status))
+        with self.lock:
+            if resp.status == 200:
+                self.done += 1
+                return True
+            if len(self.failed) < 5:
+                self.failed.append(str(resp.status))
         return False
 
-    def run(self) -> None:
+    def send(self, ticks: queue.Queue) -> None:
         conn = http.client.HTTPConnection(B.HOST, self.port, timeout=10)
-        next_t = time.monotonic()
         try:
-            while not self.stop.is_set():
+            while ticks.get() is not None:
                 self.upsert(conn)
-                next_t += WRITE_PERIOD_S
-                now = time.monotonic()
-                if next_t < now:
-                    next_t = now  # late: the next one at once, no catching up
-                self.stop.wait(next_t - now)
         finally:
             conn.close()
+
+    def run(self) -> None:
+        ticks: queue.Queue = queue.Queue(maxsize=WRITER_THREADS)
+        senders = [threading.Thread(target=self.send, args=(ticks,), daemon=True) for _ in range(WRITER_THREADS)]
+        for t in senders:
+            t.start()
+        next_t = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                ticks.put_nowait(1)
+            except queue.Full:
+                self.skipped += 1
+            next_t += WRITE_PERIOD_S
+            self.stop.wait(max(0.0, next_t - time.monotonic()))
+        for t in senders:
+            ticks.put(None)
+        for t in senders:
+            t.join(timeout=15)
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,9 +434,9 @@ def start(mix: Mix, opts, datafiles: dict, tmp: Path) -> MixRun:
                   admin["authToken"], dbname, op_id)
 
 
-def wrk_args(url: str, file: Path, duration: int, connections: int) -> list[str]:
-    return ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(LUA), url, "--",
-            str(file)]
+def wrk_args(url: str, file: Path, duration: int, connections: int, timeout_s: int = 2) -> list[str]:
+    return ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency",
+            "-s", str(LUA), url, "--", str(file)]
 
 
 def run_wrk_file(url: str, file: Path, duration: int, connections: int) -> dict:
@@ -405,6 +444,13 @@ def run_wrk_file(url: str, file: Path, duration: int, connections: int) -> dict:
     res = B.parse_wrk(out)
     res["raw"] = out
     return res
+
+
+def parse_flood(out: str) -> dict:
+    """The flood's wrk figures; leniently, as none of its logins may finish in time."""
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    t = re.search(r"Socket errors: connect \d+, read \d+, write \d+, timeout (\d+)", out)
+    return {"rps": float(m.group(1)) if m else None, "timeouts": int(t.group(1)) if t else 0}
 
 
 def run_round(run: MixRun, r: int, opts) -> None:
@@ -417,9 +463,10 @@ def run_round(run: MixRun, r: int, opts) -> None:
             writer.start()
         if name == "flood":
             # The flood starts a second before the reads and ends a second after them.
+            flood_before = metrics(run.port)
             flood = subprocess.Popen(
                 wrk_args(f"http://{B.HOST}:{run.port}{LOGIN}", run.flood_file, opts.duration + 2,
-                         opts.flood_connections),
+                         opts.flood_connections, timeout_s=10),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
             time.sleep(1)
         before = metrics(run.port)
@@ -440,8 +487,8 @@ def run_round(run: MixRun, r: int, opts) -> None:
                 f"  p50 {B.fmt_ms(res['p50'])} ms  p99 {B.fmt_ms(res['p99'])} ms  statuses {got}")
         if writer is not None:
             mix.writes.append({"round": r + 1, "done": writer.done, "rate": writer.done / seconds,
-                               "failed": writer.failed})
-            line += f"  upserts {writer.done} ({writer.done / seconds:.0f}/s)"
+                               "skipped": writer.skipped, "failed": writer.failed})
+            line += f"  upserts {writer.done} ({writer.done / seconds:.0f}/s, {writer.skipped} ticks skipped)"
             if writer.failed:
                 mix.flags.append(f"round {r + 1}: upserts failed: {writer.failed}")
         if flood is not None:
@@ -450,14 +497,18 @@ def run_round(run: MixRun, r: int, opts) -> None:
             except subprocess.TimeoutExpired:
                 flood.kill()
                 out, _ = flood.communicate()
-            fres = B.parse_wrk(out) if "Requests/sec" in out else {"rps": 0.0, "requests": 0}
-            final = metrics(run.port)
-            fres["statuses"] = statuses(final, before, LOGIN)
+            fres = parse_flood(out)
+            if fres["rps"] is None:
+                mix.flags.append(f"round {r + 1}: the flood's wrk printed no rate: {out.strip()[-300:]!r}")
+            # Let queued password checks drain before the next target (and count them).
+            drained_s = drain(run.port)
+            time.sleep(3)  # and the password checks of logins whose clients hung up
+            fres["statuses"] = statuses(metrics(run.port), flood_before, LOGIN)
             fres["round"] = r + 1
             mix.flood_runs.append(fres)
-            line += f"  logins {fres['rps']:.0f}/s {fres['statuses']}"
-            # Let queued password checks drain before the next target.
-            time.sleep(2)
+            fres["drained_s"] = drained_s
+            line += (f"  logins {B.fmt(fres['rps'], '.0f')}/s, {fres['timeouts']} timed out, {fres['statuses']}, "
+                     f"drained {drained_s:.1f} s after")
         B.log(line)
         if run.proc.poll() is not None:
             raise B.BenchError(f"{mix.label}: importops died (exit {run.proc.returncode}); its log ends:\n"
@@ -513,27 +564,27 @@ def target_rows(mixes: list[Mix]) -> list[list[str]]:
             rows.append([f"{m.backend}: {what} >= {want}", B.fmt(m.med(a), ".0f"), B.fmt(m.med(b), ".0f"),
                          B.fmt(r, ".2f"), "n/a (not run)" if r is None else mark(r >= want)])
         v = m.limiter_rss_mb
-        rows.append([f"{m.backend}: peak RSS after the rounds (limiter from {MANY_CLIENTS:,} addresses) "
+        rows.append([f"{m.backend}: peak RSS after the rounds (limiter from {num(MANY_CLIENTS)} addresses) "
                      f"<= {TARGET_LIMITER_RSS_MB:.0f} MB", B.fmt(v, ".1f"), "", "",
                      "n/a" if v is None else mark(v <= TARGET_LIMITER_RSS_MB)])
         second = m.passes.get("second")
         h = second["hit_ratio"] if second else None
-        rows.append([f"{m.backend}: {m.sessions:,} sessions, second pass served from the session cache "
-                     f">= {TARGET_SESSIONS_HIT:.0%} (/metrics)", B.fmt(None if h is None else h * 100, ".1f") + "%",
+        rows.append([f"{m.backend}: {num(m.sessions)} sessions, second pass served from the session cache "
+                     f">= {TARGET_SESSIONS_HIT:.0%} (/metrics)", "-" if h is None else f"{h * 100:.1f}%",
                      "", "", "n/a" if h is None else mark(h >= TARGET_SESSIONS_HIT)])
         one = m.passes.get("one_session")
         if second and one:
             rows.append([f"{m.backend}: second pass req/s / one-session pass req/s (for information)",
                          f"{second['rps']:.0f}", f"{one['rps']:.0f}", f"{second['rps'] / one['rps']:.2f}", ""])
         v = m.sessions_rss_mb
-        rows.append([f"{m.backend}: peak RSS after the {m.sessions:,} sessions <= {TARGET_SESSIONS_RSS_MB:.0f} MB",
+        rows.append([f"{m.backend}: peak RSS after the {num(m.sessions)} sessions <= {TARGET_SESSIONS_RSS_MB:.0f} MB",
                      B.fmt(v, ".1f"), "", "", "n/a" if v is None else mark(v <= TARGET_SESSIONS_RSS_MB)])
     return rows
 
 
 def report(mixes: list[Mix], opts) -> list[str]:
     L = ["\n## Mixes\n"]
-    L.append(f"One server per backend, N={mixes[0].n:,} operations, `--trust-proxy --rate-limit-calls "
+    L.append(f"One server per backend, N={num(mixes[0].n)} operations, `--trust-proxy --rate-limit-calls "
              f"{RATE_LIMIT_CALLS}`; in each round, in turn: {', '.join(ROUND_ORDER)} (wrk with "
              f"`bench/rotate.lua`, {opts.connections} connections, {opts.duration} s; the login flood "
              f"with {opts.flood_connections} more); statuses counted by the server's /metrics; "
@@ -544,10 +595,11 @@ def report(mixes: list[Mix], opts) -> list[str]:
     for m in mixes:
         for w in m.writes:
             L.append(f"- {m.backend} round {w['round']}: {w['done']} upserts during the reads "
-                     f"({w['rate']:.0f}/s){'; failed: ' + ', '.join(w['failed']) if w['failed'] else ''}")
+                     f"({w['rate']:.0f}/s, {w['skipped']} ticks skipped as {WRITER_THREADS} were in flight){'; failed: ' + ', '.join(w['failed']) if w['failed'] else ''}")
         for f in m.flood_runs:
-            L.append(f"- {m.backend} round {f['round']}: login flood {f['rps']:.0f} answers/s, "
-                     f"statuses {f['statuses']}")
+            L.append(f"- {m.backend} round {f['round']}: login flood {B.fmt(f['rps'], '.0f')} answers/s "
+                     f"(wrk), {f['timeouts']} timed out after 10 s, statuses (/metrics, once the server "
+                     f"drained, {f['drained_s']:.1f} s after) {f['statuses']}")
         for name, p in m.passes.items():
             hit = "-" if p["hit_ratio"] is None else f"{p['hit_ratio'] * 100:.1f}%"
             L.append(f"- {m.backend} sessions pass `{name}`: {p['requests']} requests in {p['seconds']:.1f} s "
