@@ -31,9 +31,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mixes
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-BINARY = ROOT / "target" / "release" / "importops"
+# IMPORTOPS_BIN: another binary (a debug build, to try the script; figures need a release build).
+BINARY = Path(os.environ["IMPORTOPS_BIN"]) if os.environ.get("IMPORTOPS_BIN") else ROOT / "target" / "release" / "importops"
 PEER_SRC = ROOT.parent / "shared" / "peer-node"
 
 HOST = "127.0.0.1"
@@ -753,7 +756,8 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def report(cases: list[Case], opts, info: dict, started: str, cmdline: str, errors: list[str]) -> str:
+def report(cases: list[Case], opts, info: dict, started: str, cmdline: str, errors: list[str],
+           mix_cases: list | None = None) -> str:
     by = {(c.backend, c.n): c for c in cases}
     L = []
     L.append("# importops benchmark results\n")
@@ -805,6 +809,8 @@ def report(cases: list[Case], opts, info: dict, started: str, cmdline: str, erro
                  f"importops/node req/s: {c.ratio(('endpoint', 'rps'), ('node', 'rps')):.2f}")
     L.append("\n## Targets\n")
     L.append(md_table(["target", "measured", ""], [list(t) for t in targets(cases)]))
+    if mix_cases:
+        L += mixes.report(mix_cases, opts)
     L.append("\n## Every run\n")
     rows = []
     for c in cases:
@@ -813,6 +819,7 @@ def report(cases: list[Case], opts, info: dict, started: str, cmdline: str, erro
                 rows.append([c.backend, f"{c.n:,}".replace(",", " "), str(res["round"]), name,
                              f"{res['rps']:.0f}", fmt_ms(res["p50"]), fmt_ms(res["p99"]),
                              str(res["requests"]), str(res["non2xx"]), str(res["socket_errors"])])
+    rows += mixes.every_run_rows(mix_cases or [])
     L.append(md_table(["backend", "N", "round", "target", "req/s", "p50", "p99", "requests",
                        "non-2xx", "socket errors"], rows))
     return "\n".join(L) + "\n"
@@ -834,6 +841,14 @@ def parse_args(argv: list[str]):
     p.add_argument("--warmup", type=int, help="seconds of warm-up load before the rounds (default 2)")
     p.add_argument("--startup-trials", type=int, help="server spawns timed to the first 200 (default 3)")
     p.add_argument("--with-node", action="store_true", help="also benchmark the Node.js peer (SQLite, N=10000)")
+    p.add_argument("--mixes", action="store_true",
+                   help="also the realistic mixes (wrong tokens, reads with writes, many rate-limited "
+                        "clients, a login flood, many sessions) on one more server per backend")
+    p.add_argument("--mixes-only", action="store_true", help="the mixes without the happy-path cases")
+    p.add_argument("--mix-size", type=int, default=10000, help="operations in the mixes' database (default 10000)")
+    p.add_argument("--sessions", type=int, help="sessions of the many-sessions mix (default 100000; --smoke: 2000)")
+    p.add_argument("--flood-connections", type=int, default=64,
+                   help="wrk connections of the login flood (default 64)")
     p.add_argument("--out", help="results file (default bench/RESULTS.md; --smoke: a temp file)")
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds: N=1000, both backends, 1 s, 1 round, no warm-up, no Node; "
@@ -857,6 +872,10 @@ def parse_args(argv: list[str]):
     o.rounds = o.rounds if o.rounds is not None else (1 if smoke else 3)
     o.warmup = o.warmup if o.warmup is not None else (0 if smoke else 2)
     o.startup_trials = o.startup_trials if o.startup_trials is not None else (1 if smoke else 3)
+    o.mixes = o.mixes or o.mixes_only
+    o.sessions = o.sessions if o.sessions is not None else (2000 if smoke else 100_000)
+    if o.sessions < 1 or o.mix_size < 1 or o.flood_connections < 1:
+        p.error("--sessions, --mix-size and --flood-connections must be >= 1")
     if o.duration < 1 or o.rounds < 1 or o.connections < 1 or o.warmup < 0 or o.startup_trials < 1:
         p.error("--duration, --rounds, --connections and --startup-trials must be >= 1, --warmup >= 0")
     if o.out is None:
@@ -882,7 +901,9 @@ def main(argv: list[str]) -> int:
         log("error: wrk is missing")
         return 1
 
-    plan = [Case(b, n) for b in opts.backends for n in opts.sizes]
+    plan = [] if opts.mixes_only else [Case(b, n) for b in opts.backends for n in opts.sizes]
+    mixes.init(sys.modules[__name__])
+    mix_cases: list[mixes.Mix] = []
     if opts.with_node and not any(c.backend == "sqlite" and c.n == NODE_N for c in plan):
         plan.append(Case("sqlite", NODE_N, note="added for the Node.js comparison"))
 
@@ -902,23 +923,38 @@ def main(argv: list[str]) -> int:
         datafiles: dict = {}
         # A backend's sizes are all started first, then loaded in the same rounds (A B C A B C),
         # so that the ratios between sizes, like those between targets, compare the same minutes.
-        for backend in dict.fromkeys(c.backend for c in plan):
+        for backend in dict.fromkeys([*(c.backend for c in plan), *(opts.backends if opts.mixes else [])]):
             running: list[Running] = []
-            current: Case | None = None
+            current = None
+            mix_run = None
             try:
                 for case in (c for c in plan if c.backend == backend):
                     log(f"== {case.label}")
                     cases.append(case)
                     current = case
                     running.append(start_case(case, opts, datafiles, node_work, tmp))
+                if opts.mixes:
+                    mix = mixes.Mix(backend, opts.mix_size, opts.sessions)
+                    log(f"== {mix.label}")
+                    mix_cases.append(mix)
+                    current = mix
+                    mix_run = mixes.start(mix, opts, datafiles, tmp)
                 for r in range(opts.rounds):
                     log(f"== {backend}: round {r + 1}/{opts.rounds}")
                     for run in running:
                         current = run.case
                         run_round(run, r, opts)
+                    if mix_run is not None:
+                        current = mix_run.mix
+                        mixes.run_round(mix_run, r, opts)
                 for run in running:
                     current = run.case
                     finish_case(run)
+                if mix_run is not None:
+                    current = mix_run.mix
+                    log(f"== {mix_run.mix.label}: {opts.sessions} sessions")
+                    mixes.run_sessions(mix_run, opts)
+                    mixes.finish(mix_run)
             except BenchError as e:
                 if current is not None:
                     current.error = str(e).splitlines()[0]
@@ -934,9 +970,9 @@ def main(argv: list[str]) -> int:
     finally:
         RES.cleanup()
 
-    if not cases:
+    if not cases and not mix_cases:
         return status
-    text = report(cases, opts, info, started, cmdline, errors)
+    text = report(cases, opts, info, started, cmdline, errors, mix_cases)
     out = Path(opts.out)
     if status and not opts.smoke:
         # A failed or interrupted run does not overwrite the results file.
@@ -949,7 +985,7 @@ def main(argv: list[str]) -> int:
     print(text.split("\n## Every run")[0].rstrip())
     print()
     print(f"written to {out} ({time.perf_counter() - t_all:.0f} s)")
-    flagged = [f"{c.label}: {f}" for c in cases for f in c.flags]
+    flagged = [f"{c.label}: {f}" for c in [*cases, *mix_cases] for f in c.flags]
     if flagged:
         print("FLAGGED: " + "; ".join(flagged))
     if status == 0 and opts.smoke:
