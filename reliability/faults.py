@@ -9,6 +9,9 @@ records what the clients saw during and after it:
   sqlite-lock-3s   another writer holds the SQLite file with BEGIN EXCLUSIVE for 3 s
   sqlite-chmod     the SQLite file and its -wal/-shm made unreadable (chmod 000), then restored
   postgres-stop    a private Postgres cluster stopped (pg_ctl stop -m fast) for 5 s, then started
+  postgres-lock    another session holds ACCESS EXCLUSIVE locks on users, sessions and
+                   import_operations (6 s; 20 s in the full run): every request answered within
+                   6 s (the server's lock and acquire timeouts), logins 503 meanwhile
 and, in the full run only:
   sqlite-lock-7s   the same lock held longer than the server's 5 s busy timeout
   sqlite-rename    the SQLite file and its -wal/-shm renamed away, then back
@@ -543,6 +546,59 @@ def down_note(out: Outcome, load: Load, t_down: float, t_up: float) -> None:
         out.notes.append(txt)
 
 
+LOCK_ANSWER_BOUND = 6.0  # s: every request answered while a table lock is held
+
+
+def exp_postgres_lock(binary: Path, owner: RunAs, profile: Profile, hold: float) -> Outcome:
+    """Another session holds ACCESS EXCLUSIVE locks on the tables logins and uncached reads
+    need, for `hold` seconds: the server's lock and acquire timeouts must answer every request
+    (503 or 200) within LOCK_ANSWER_BOUND, and the pool must not stay exhausted."""
+    name = f"postgres-lock-{hold:.0f}s"
+    out = Outcome(name, f"private cluster: LOCK TABLE users, sessions, import_operations IN "
+                  f"ACCESS EXCLUSIVE MODE held {hold:.0f} s by psql",
+                  f"initdb + pg_ctl as user {owner.name}, port in 43000-43999")
+    bindir = pg_bindir()
+    if bindir is None:
+        out.check("Postgres binaries (initdb, pg_ctl) found", False,
+                  "none under /usr/lib/postgresql/*/bin; set PG_BINDIR")
+        return out
+    work = make_workdir(f"importops-faults-{name}-", owner)
+    exe = copy_binary(binary, work, owner)
+    fixture = copy_fixture(work, owner)
+    cluster = Cluster(bindir, owner, work)
+    cluster.init()
+    cluster.start()
+    cluster.run(str(bindir / "createdb"), "-h", HOST, "-p", str(cluster.port), "-U", "importops",
+                "importops")
+    creds = prepare_database(exe, cluster.url(), owner, fixture)
+    server = Server(exe, cluster.url(), free_port({cluster.port}), owner, work / "server.log")
+    server.wait_ready()
+    psql = str(bindir / "psql")
+    sql = ("BEGIN; LOCK TABLE users, sessions, import_operations IN ACCESS EXCLUSIVE MODE; "
+           f"SELECT pg_sleep({hold}); COMMIT;")
+    try:
+        def inject(load: Load):
+            t_start = time.monotonic()
+            cluster.run(psql, "-h", HOST, "-p", str(cluster.port), "-U", "importops", "-d",
+                        "importops", "-v", "ON_ERROR_STOP=1", "-qc", sql, timeout=hold + 30)
+            t_end = time.monotonic()
+            out.notes.append(f"the lock was held {t_end - t_start:.2f} s")
+            return t_start, t_end
+
+        load = run_with_load(out, server, creds, profile, inject)
+        for kind in KINDS:
+            worst = out.rows[kind]["max_latency_during"]
+            out.check(f"{kind}: every request answered within {LOCK_ANSWER_BOUND:.0f} s "
+                      "while the lock is held", worst < LOCK_ANSWER_BOUND, f"{worst:.2f} s")
+        logins = out.rows["login"]["during"]
+        out.check("login: 503 while its tables are locked (the fault is real)",
+                  logins.get("503", 0) > 0, fmt_counts(logins))
+    finally:
+        server.stop()
+        cluster.destroy()
+    return out
+
+
 def exp_postgres(binary: Path, owner: RunAs, profile: Profile, mode: str,
                  down: float = 5.0) -> Outcome:
     name = "postgres-stop" if mode == "fast" else "postgres-kill"
@@ -644,6 +700,8 @@ def main() -> int:
         ("sqlite-lock-3s", lambda: exp_sqlite_lock(args.binary, owner, profile, 3.0)),
         ("sqlite-chmod", lambda: exp_sqlite_chmod(args.binary, owner, profile)),
         ("postgres-stop", lambda: exp_postgres(args.binary, owner, profile, "fast")),
+        ("postgres-lock", lambda: exp_postgres_lock(args.binary, owner, profile,
+                                                    6.0 if args.short else 20.0)),
     ]
     if not args.short:
         experiments += [

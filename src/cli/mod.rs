@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::store::{DEFAULT_DATABASE_URL, Store, StoreError};
+use crate::store::{DEFAULT_DATABASE_URL, Store, StoreError, Waits};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -138,7 +138,12 @@ async fn run(cli: Cli) -> CliResult {
 
 /// Opens and migrates the database named on the command line.
 async fn open(url: &str) -> Result<Store, CliError> {
-    Store::open(url).await.map_err(|e| match e {
+    open_with(url, None).await
+}
+
+/// [`open`], with the server's bounds on waiting for Postgres.
+async fn open_with(url: &str, waits: Option<Waits>) -> Result<Store, CliError> {
+    Store::open_with(url, waits).await.map_err(|e| match e {
         StoreError::Other(sqlx::Error::Configuration(msg)) => {
             CliError::Usage(format!("{msg} (got {:?})", redacted(url)))
         }

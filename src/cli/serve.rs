@@ -1,17 +1,18 @@
 //! `importops serve`: start-up (migrations, the bootstrap admin, `--demo`), then the server.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::{CliError, CliResult, open};
+use super::{CliError, CliResult, open_with};
 use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
 use crate::batch::parse_batch;
 use crate::config::Settings;
 use crate::domain::time::now_ms;
 use crate::http::AppState;
-use crate::store::{ConflictKind, Store, StoreError};
+use crate::store::{ConflictKind, Store, StoreError, Waits};
 use crate::telemetry::LogFormat;
 
 /// The documented example that `--demo` loads.
@@ -45,10 +46,34 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     admin_password: Option<String>,
+    /// Milliseconds a request may wait for a free Postgres connection (then 503)
+    #[arg(long, env = "IMPORTOPS_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 4_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    db_acquire_timeout_ms: u64,
+    /// Milliseconds a Postgres statement may wait for a lock (then 503; 0: no bound)
+    #[arg(long, env = "IMPORTOPS_DB_LOCK_TIMEOUT_MS", default_value_t = 1_500)]
+    db_lock_timeout_ms: u64,
+    /// Milliseconds a Postgres statement may run (then 503; 0: no bound)
+    #[arg(
+        long,
+        env = "IMPORTOPS_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    db_statement_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    fn waits(&self) -> Waits {
+        Waits {
+            acquire: Duration::from_millis(self.db_acquire_timeout_ms),
+            lock: Duration::from_millis(self.db_lock_timeout_ms),
+            statement: Duration::from_millis(self.db_statement_timeout_ms),
+        }
+    }
 }
 
 pub async fn run(url: &str, args: ServeArgs) -> CliResult {
-    let store = open(url).await?;
+    let store = open_with(url, Some(args.waits())).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
         bootstrap_admin(&store, username, password).await?;
     }

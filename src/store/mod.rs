@@ -21,6 +21,7 @@ use std::ops::ControlFlow;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::domain::auth::TokenKind;
 use crate::domain::operation::Operation;
@@ -290,6 +291,19 @@ macro_rules! in_write {
 
 pub(crate) use {in_write, with_pool};
 
+/// How long the server's statements may wait on Postgres, so that a lock held elsewhere or a
+/// pool whose connections are all busy answers 503 within a few seconds instead of holding
+/// the request (docs/compatibility.md, section 6.1). The command line waits as long as it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// For a free connection from the pool.
+    pub acquire: Duration,
+    /// For a row or table lock (Postgres `lock_timeout`).
+    pub lock: Duration,
+    /// For a whole statement (Postgres `statement_timeout`).
+    pub statement: Duration,
+}
+
 impl Store {
     /// Opens the database (creating a SQLite file if needed), applies the migrations and seeds
     /// Rocket.Chat's default roles and permissions where they are missing.
@@ -298,7 +312,12 @@ impl Store {
     /// at once as `StoreError::Open`, in words that name it (the pool would retry a refused
     /// connection until its timeout, and its errors do not say where it tried).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = Self::connect_lazy(url)?;
+        Self::open_with(url, None).await
+    }
+
+    /// [`Store::open`], with the server's bounds on waiting for Postgres.
+    pub async fn open_with(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy_with(url, waits)?;
         match &store.engine {
             Engine::Sqlite(db) => db.check_open().await?,
             Engine::Postgres(db) => db.check_open().await?,
@@ -309,12 +328,16 @@ impl Store {
 
     /// A store whose connections are made on first use, without migrating.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        Self::connect_lazy_with(url, None)
+    }
+
+    fn connect_lazy_with(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
         let backend: Backend = url
             .parse()
             .map_err(|e: String| StoreError::Other(sqlx::Error::Configuration(e.into())))?;
         let engine = match backend {
             Backend::Sqlite => Engine::Sqlite(sqlite::SqliteDb::connect_lazy(url)?),
-            Backend::Postgres => Engine::Postgres(postgres::PostgresDb::connect_lazy(url)?),
+            Backend::Postgres => Engine::Postgres(postgres::PostgresDb::connect_lazy(url, waits)?),
         };
         Ok(Store {
             engine,
@@ -361,7 +384,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Sqlite(db) => sqlite::MIGRATOR.run(&db.pool).await?,
-            Engine::Postgres(db) => postgres::MIGRATOR.run(&db.pool).await?,
+            Engine::Postgres(db) => db.migrate().await?,
         }
         self.seed_defaults().await
     }

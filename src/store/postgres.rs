@@ -9,7 +9,7 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 
-use super::{Observation, StoreError};
+use super::{Observation, StoreError, Waits};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -106,17 +106,52 @@ async fn connect_failure(options: &PgConnectOptions, err: sqlx::Error) -> String
     }
 }
 
+/// Runs the server's `SET`s on a new connection (a named function, so that the executor's
+/// lifetime is the connection's).
+fn apply_waits<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    set: &'static str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>> {
+    Box::pin(async move { sqlx::Executor::execute(conn, set).await.map(|_| ()) })
+}
+
 impl PostgresDb {
-    pub(super) fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+    pub(super) fn connect_lazy(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options.clone());
+            .acquire_timeout(waits.map_or(ACQUIRE_TIMEOUT, |w| w.acquire));
+        if let Some(waits) = waits {
+            // Set on each new connection with a plain SET (not the `options` start-up
+            // parameter, which connection poolers refuse); 0 means no bound, as in Postgres.
+            // Made once per store (a process opens one), so it may live as long as the process.
+            let set: &'static str = Box::leak(
+                format!(
+                    "SET lock_timeout = {}; SET statement_timeout = {}",
+                    waits.lock.as_millis(),
+                    waits.statement.as_millis()
+                )
+                .into_boxed_str(),
+            );
+            pool = pool.after_connect(move |conn, _| apply_waits(conn, set));
+        }
+        let pool = pool.connect_lazy_with(options.clone());
         Ok(PostgresDb {
             pool,
             options: Box::new(options),
         })
+    }
+
+    /// Applies the migrations without the server's waits (an index built on a large table may
+    /// take longer than a request may wait), on a connection closed afterwards, not pooled.
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+        let result = MIGRATOR.run(&mut *conn).await;
+        let _ = conn.close().await;
+        Ok(result?)
     }
 
     /// Connects once, outside the pool, so that a server that cannot be used fails at once
