@@ -25,7 +25,7 @@ mod defaults {
     pub const BODY_READ_TIMEOUT_SECS: u64 = 10;
     /// 0: derived from the descriptor limit (`connections::limit`).
     pub const MAX_CONNECTIONS: usize = 0;
-    /// 0: the number of cores.
+    /// 0: half the cores, at least one.
     pub const PASSWORD_HASHING: usize = 0;
 }
 
@@ -85,8 +85,8 @@ pub struct Settings {
     /// one waiting longest for its request or body is closed
     #[arg(long, env = "IMPORTOPS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Password hashes (logins, users.create) computed at once (0: the number of cores); a
-    /// login that finds them all busy for a moment gets 503
+    /// Password hashes (logins, users.create) computed at once (0: half the cores, at least
+    /// one); a login that finds them all busy for 100 ms gets 503
     #[arg(long, env = "IMPORTOPS_PASSWORD_HASHING", default_value_t = defaults::PASSWORD_HASHING)]
     pub password_hashing: usize,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
