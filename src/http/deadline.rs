@@ -65,10 +65,10 @@ where
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(frame) => {
-                if frame.is_none() || this.inner.is_end_stream() {
-                    if let Some(activity) = this.activity.take() {
-                        activity.busy();
-                    }
+                if (frame.is_none() || this.inner.is_end_stream())
+                    && let Some(activity) = this.activity.take()
+                {
+                    activity.busy();
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

@@ -20,7 +20,7 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The most header fields a request may send (hyper's own default, kept).
 pub const MAX_HEADER_FIELDS: usize = 100;
 /// How many fields hyper parses, so that the count above is ours to answer; past this many
-/// hyper answers a bare 431 itself (docs/compatibility.md#request-limits).
+/// hyper answers a bare 431 itself (docs/compatibility.md#6-request-limits).
 pub const PARSED_HEADER_FIELDS: usize = 1024;
 
 /// Refuses oversized headers and bodies that announce their size up front. Bodies that do not
