@@ -24,8 +24,10 @@ pin_project! {
     pub struct DeadlineBody<B> {
         #[pin]
         inner: B,
-        // Boxed, so that the body is `Unpin` when `inner` is.
-        sleep: Pin<Box<tokio::time::Sleep>>,
+        deadline: tokio::time::Instant,
+        // Made at the first read that has to wait (most bodies never do; GETs have none),
+        // boxed so that the body is `Unpin` when `inner` is.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         activity: Option<Activity>,
     }
 }
@@ -34,7 +36,8 @@ impl<B: Body> DeadlineBody<B> {
     pub fn new(inner: B, timeout: Duration, activity: Activity) -> Self {
         let mut body = DeadlineBody {
             inner,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            deadline: tokio::time::Instant::now() + timeout,
+            sleep: None,
             activity: Some(activity),
         };
         if body.inner.is_end_stream() {
@@ -72,7 +75,12 @@ where
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*this.deadline)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
                 Poll::Pending => Poll::Pending,
             },
