@@ -251,14 +251,14 @@ class Server:
     """`importops serve` on 127.0.0.1:port, stderr to a log file."""
 
     def __init__(self, binary: Path, url: str, port: int, owner: RunAs, logfile: Path,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, rate_limit_calls: int = 0) -> None:
         self.port = port
         self.logfile = logfile
         argv = owner.prefix() + [str(binary), "--database-url", url, "serve",
                                  "--listen", f"{HOST}:{port}",
                                  # Logins are rate limited per client address by default
                                  # (10 a minute): the load would measure the limiter.
-                                 "--rate-limit-calls", "0"] + (extra or [])
+                                 "--rate-limit-calls", str(rate_limit_calls)] + (extra or [])
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         if not owner.is_self:

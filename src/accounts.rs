@@ -6,6 +6,7 @@ use crate::domain::ids::new_meteor_id;
 use crate::domain::secrets::{hash_password, hash_token, new_raw_token};
 use crate::domain::time::now_ms;
 use crate::domain::user::{Email, NewUser, User, is_valid_email, is_valid_role, is_valid_username};
+use crate::hashing::PasswordHashing;
 use crate::store::{NewSession, Store, StoreError};
 
 /// What a new user is made from; the password is raw and is hashed here.
@@ -30,8 +31,18 @@ pub enum AccountError {
     Store(#[from] StoreError),
 }
 
-/// Checks and stores a new user. Password hashing runs on a blocking thread.
+/// Checks and stores a new user. Password hashing runs on a blocking thread, in one of the
+/// process's hashing slots.
 pub async fn create_user(store: &Store, account: NewAccount) -> Result<User, AccountError> {
+    create_user_with(store, PasswordHashing::shared(), account).await
+}
+
+/// `create_user` with the hashing slots of a server (`AppState`).
+pub async fn create_user_with(
+    store: &Store,
+    hashing: &PasswordHashing,
+    account: NewAccount,
+) -> Result<User, AccountError> {
     if !is_valid_username(&account.username) {
         return Err(AccountError::Invalid(format!(
             "{:?} is not a valid username (letters, digits, '-', '_' and '.')",
@@ -58,7 +69,8 @@ pub async fn create_user(store: &Store, account: NewAccount) -> Result<User, Acc
             return Err(AccountError::Invalid("the password is empty".into()));
         }
         Some(password) => Some(
-            tokio::task::spawn_blocking(move || hash_password(&password))
+            hashing
+                .run(None, move || hash_password(&password))
                 .await
                 .map_err(|e| AccountError::Invalid(format!("password hashing failed: {e}")))?
                 .map_err(|e| AccountError::Invalid(format!("password hashing failed: {e}")))?,

@@ -22,6 +22,11 @@ mod defaults {
     /// Rocket.Chat's `API_CORS_Origin` default (docs/compatibility.md#4-6-cors).
     pub const CORS_ORIGIN: &str = "*";
     pub const ACCESS_LOG: bool = true;
+    pub const BODY_READ_TIMEOUT_SECS: u64 = 10;
+    /// 0: derived from the descriptor limit (`connections::limit`).
+    pub const MAX_CONNECTIONS: usize = 0;
+    /// 0: half the cores, at least one.
+    pub const PASSWORD_HASHING: usize = 0;
 }
 
 /// Every setting of the API, with its flag, its environment variable and its default. `serve`
@@ -72,6 +77,18 @@ pub struct Settings {
           action = clap::ArgAction::Set, value_name = "BOOL",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
+    /// Seconds a client has to send a request body once its headers are in; past it, 408
+    #[arg(long, env = "IMPORTOPS_BODY_READ_TIMEOUT", default_value_t = defaults::BODY_READ_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// Most connections open at once (0: the descriptor limit less a reserve); past it, the
+    /// one waiting longest for its request or body is closed
+    #[arg(long, env = "IMPORTOPS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Password hashes (logins, users.create) computed at once (0: half the cores, at least
+    /// one); a login that finds them all busy for 100 ms gets 503
+    #[arg(long, env = "IMPORTOPS_PASSWORD_HASHING", default_value_t = defaults::PASSWORD_HASHING)]
+    pub password_hashing: usize,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -106,6 +123,9 @@ impl Default for Settings {
             api_enable_cors: false,
             api_cors_origin: defaults::CORS_ORIGIN.to_owned(),
             access_log: defaults::ACCESS_LOG,
+            body_read_timeout: defaults::BODY_READ_TIMEOUT_SECS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            password_hashing: defaults::PASSWORD_HASHING,
             metrics_on_api: true,
         }
     }

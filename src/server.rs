@@ -2,10 +2,13 @@
 //!
 //! The accept loop is our own (over hyper) rather than `axum::serve`, for two guarantees on
 //! shutdown: a request that reached an open connection before the signal is still answered,
-//! and the drain is bounded, even with a client that never finishes its request.
+//! and the drain is bounded, even with a client that never finishes its request. It also
+//! bounds what a client can hold: the time to send headers and body (`Bounds`), the number of
+//! header fields (`limits`), and the connections open at once (`connections`).
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,23 +18,46 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::config::Settings;
+use crate::connections::Connections;
+use crate::http::deadline::DeadlineBody;
 use crate::http::{AppState, router};
 
 /// A client must send its request headers within this time; it also closes a keep-alive
 /// connection left idle that long (hyper counts the wait for the next request).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the signal, requests already on their way to open connections are read in this time.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// The longest the server waits for requests in flight before it exits anyway.
 const DRAIN_LIMIT: Duration = Duration::from_secs(8);
 
+/// What a client may hold of the server: time and connections.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Shared by the listeners that serve the same process's descriptors.
+    pub connections: Arc<Connections>,
+}
+
+impl Bounds {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Bounds {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: Duration::from_secs(settings.body_read_timeout),
+            connections: Connections::new(crate::connections::limit(settings.max_connections)),
+        }
+    }
+}
+
 /// Serves the API until `shutdown` resolves (see `serve`).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    bounds: Bounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve(listener, router(state), shutdown).await
+    serve(listener, router(state), bounds, shutdown).await
 }
 
 /// Serves `app` until `shutdown` resolves: then stops accepting, answers what it has received,
@@ -40,11 +66,14 @@ pub async fn run(
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    bounds: Bounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(bounds.header_read_timeout)
+        // Past hyper's count its 431 has no body: ours (limits::check) decides below it.
+        .max_headers(crate::http::limits::PARSED_HEADER_FIELDS)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -62,19 +91,40 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // At the limit the connection waiting longest makes room; if all are busy, this one
+        // is closed (dropped) at once.
+        let Some(registration) = bounds.connections.open() else {
+            tracing::warn!(%peer, "every connection is busy: closing a new one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let activity = registration.activity();
+        let body_read_timeout = bounds.body_read_timeout;
         // The peer address feeds the rate limiter's per-client counters.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            crate::http::limits::serve(request, app.clone())
+            let activity = activity.clone();
+            let request =
+                request.map(|body| DeadlineBody::new(body, body_read_timeout, activity.clone()));
+            let app = app.clone();
+            async move {
+                let response = crate::http::limits::serve(request, app).await;
+                activity.waiting();
+                response
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let open = crate::telemetry::OpenConnection::start();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                },
+                () = registration.shed() => {
+                    tracing::debug!(%peer, "closed a waiting connection to make room");
+                }
             }
         });
     }

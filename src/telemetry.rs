@@ -221,6 +221,14 @@ pub fn metrics() -> &'static PrometheusHandle {
             "Cache lookups on the request path, by kind and result (hit or miss)"
         );
         metrics::describe_counter!(
+            "importops_connections_shed_total",
+            "Connections closed while waiting, to keep open connections under the limit"
+        );
+        metrics::describe_counter!(
+            "importops_password_hashing_busy_total",
+            "Logins answered 503 because every password-hashing slot stayed busy"
+        );
+        metrics::describe_counter!(
             "importops_rate_limit_rejections_total",
             "Requests answered 429 by the rate limiter, by route pattern"
         );
@@ -430,6 +438,16 @@ pub fn cache_lookup(kind: &'static str, hit: bool) {
     if let Some(i) = KINDS.iter().position(|k| *k == kind) {
         handles[i * 2 + usize::from(!hit)].increment(1);
     }
+}
+
+/// Counts a connection closed to make room for a new one (`connections`).
+pub fn connection_shed() {
+    metrics::counter!("importops_connections_shed_total").increment(1);
+}
+
+/// Counts a login refused because password hashing was saturated (`hashing`).
+pub fn password_hashing_busy() {
+    metrics::counter!("importops_password_hashing_busy_total").increment(1);
 }
 
 /// Counts a request refused by the rate limiter.

@@ -13,7 +13,7 @@
 //!   error bodies are Rocket.Chat's (docs/compatibility.md, sections 2, 3, 5, 6), a Rocket.Chat success is a
 //!   bare array or has `"success": true`;
 //! - the answer, body included, comes within `REQUEST_TIMEOUT` (otherwise: a hang);
-//! - headers over 32 KiB in all get 431, and only they; a body announced (`Content-Length`)
+//! - headers over 32 KiB in all (or over 100 fields) get 431, and only they; a body announced (`Content-Length`)
 //!   over 1 MiB gets 413, and so does one that is not announced but read (a JSON route the
 //!   caller may use), and only they; unknown routes and methods get 404, authenticated routes
 //!   without credentials 401, the viewer on an admin's route 403, the admin on a route
@@ -58,6 +58,8 @@ use tower::ServiceExt;
 
 /// Headers (names and values) larger than this in all get 431.
 const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// More header fields than this get 431 too.
+const MAX_HEADER_FIELDS: usize = 100;
 /// Bodies larger than this get 413.
 const MAX_BODY_BYTES: usize = 1 << 20;
 /// A request that takes longer than this, body included, hangs.
@@ -1132,6 +1134,8 @@ struct Info {
     /// The URI as generated did not parse: it was percent-encoded.
     uri_fallback: bool,
     header_bytes: usize,
+    /// Header fields, each repeat counted.
+    header_fields: usize,
     /// The first `Content-Length`, as the server reads it.
     announced: Option<u64>,
     body_len: usize,
@@ -1706,6 +1710,7 @@ fn build(case: &Case, world: &World) -> (Request<Body>, Info) {
         uri_len: uri.to_string().len(),
         uri_fallback,
         header_bytes,
+        header_fields: headers.len(),
         announced: headers
             .get(&cl)
             .and_then(|v| v.to_str().ok())
@@ -1746,8 +1751,8 @@ fn build(case: &Case, world: &World) -> (Request<Body>, Info) {
 
 /// What the answer must be, beyond the invariants every answer keeps; `None`: any allowed one.
 fn expected_status(info: &Info, header_bytes: usize) -> Option<(u16, &'static str)> {
-    if header_bytes > MAX_HEADER_BYTES {
-        return Some((431, "headers over 32 KiB"));
+    if header_bytes > MAX_HEADER_BYTES || info.header_fields > MAX_HEADER_FIELDS {
+        return Some((431, "headers over 32 KiB or 100 fields"));
     }
     if info.announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Some((413, "a Content-Length over 1 MiB"));
@@ -1924,7 +1929,8 @@ fn check_answer(
         return Err(format!("status {status}, expected {expected} ({why})"));
     }
     // And the limits' statuses only for what is over the limits.
-    if status == 431 && header_bytes <= MAX_HEADER_BYTES {
+    if status == 431 && header_bytes <= MAX_HEADER_BYTES && info.header_fields <= MAX_HEADER_FIELDS
+    {
         return Err(format!("431 for {header_bytes} bytes of headers"));
     }
     if status == 413

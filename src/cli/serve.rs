@@ -104,6 +104,7 @@ pub async fn run(url: &str, args: ServeArgs) -> CliResult {
         metrics_on_api: args.metrics_listen.is_none(),
         ..args.settings
     };
+    let bounds = crate::server::Bounds::from_settings(&settings);
     let state = AppState::new(store, settings);
     // One signal stops both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(());
@@ -127,12 +128,13 @@ pub async fn run(url: &str, args: ServeArgs) -> CliResult {
             Some(tokio::spawn(crate::server::serve(
                 metrics_listener,
                 app,
+                bounds.clone(),
                 signalled(),
             )))
         }
         None => None,
     };
-    let served = crate::server::run(listener, state, signalled()).await;
+    let served = crate::server::run(listener, state, bounds, signalled()).await;
     if let Some(metrics) = metrics
         && let Ok(Err(error)) = metrics.await
     {

@@ -71,7 +71,13 @@ impl<T: FromJson + Send> FromBody for JsonBody<T> {
         // gets to see an answer).
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+            .map_err(|e| {
+                if super::deadline::timed_out(&e) {
+                    ApiError::RequestTimeout
+                } else {
+                    ApiError::PayloadTooLarge
+                }
+            })?;
         let value: Value = if form {
             let fields: Map<String, Value> = form_urlencoded::parse(&bytes)
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))

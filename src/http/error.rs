@@ -14,6 +14,7 @@ const LOGIN_FAILED: &str =
     r#"{"success":false,"error":"Unauthorized","status":"error","message":"Unauthorized"}"#;
 const PAYLOAD_TOO_LARGE: &str = r#"{"success":false,"error":"Payload Too Large"}"#;
 const HEADERS_TOO_LARGE: &str = r#"{"success":false,"error":"Request Header Fields Too Large"}"#;
+const REQUEST_TIMEOUT: &str = r#"{"success":false,"error":"Request Timeout"}"#;
 const NOT_FOUND: &str = r#"{"success":false,"error":"Resource not found"}"#;
 const UNAVAILABLE: &str = r#"{"success":false,"error":"Service Unavailable"}"#;
 const INTERNAL: &str = r#"{"success":false,"error":"Internal server error"}"#;
@@ -72,6 +73,12 @@ pub enum ApiError {
     /// 431: the request headers are larger than the server reads.
     #[error("request headers too large")]
     HeadersTooLarge,
+    /// 408: the request body did not arrive within `--body-read-timeout`.
+    #[error("request body not received in time")]
+    RequestTimeout,
+    /// 503: the work is bounded and every slot stayed busy (password hashing).
+    #[error("too busy")]
+    Busy,
     /// 404: no such route.
     #[error("no such route")]
     NotFound,
@@ -232,6 +239,8 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 HEADERS_TOO_LARGE.into(),
             ),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT.into()),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND.into()),
             ApiError::Store(StoreError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.into())
@@ -246,7 +255,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.status_and_body();
-        if status.is_server_error() {
+        // Shedding load is not a fault: a flood must not flood the log too.
+        if status.is_server_error() && !matches!(self, ApiError::Busy) {
             let request_id = super::observe::current_request_id();
             tracing::error!(error = %self, request_id, "request failed");
         }
@@ -257,6 +267,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait_seconds));
+        }
+        if let ApiError::Busy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
         }
         response
     }

@@ -1,5 +1,6 @@
 //! Limits on what a request may carry, answered in Rocket.Chat's JSON shape: headers larger
-//! than `MAX_HEADER_BYTES` in all get 431, bodies larger than `body::MAX_BODY_BYTES` get 413.
+//! than `MAX_HEADER_BYTES` in all, or more than `MAX_HEADER_FIELDS` of them, get 431; bodies
+//! larger than `body::MAX_BODY_BYTES` get 413.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -16,6 +17,11 @@ use super::error::ApiError;
 
 /// The most header bytes (names and values) a request may send.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The most header fields a request may send (hyper's own default, kept).
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// How many fields hyper parses, so that the count above is ours to answer; past this many
+/// hyper answers a bare 431 itself (docs/compatibility.md#6-request-limits).
+pub const PARSED_HEADER_FIELDS: usize = 1024;
 
 /// Refuses oversized headers and bodies that announce their size up front. Bodies that do not
 /// announce it are cut off where they are read (`body::JsonBody`).
@@ -25,7 +31,7 @@ pub fn check(request: &Request) -> Result<(), ApiError> {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if header_bytes > MAX_HEADER_BYTES {
+    if header_bytes > MAX_HEADER_BYTES || request.headers().len() > MAX_HEADER_FIELDS {
         return Err(ApiError::HeadersTooLarge);
     }
     if announced(request.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod cors;
 mod dashboard;
+pub mod deadline;
 pub mod error;
 pub mod guard;
 mod health;
@@ -53,6 +54,8 @@ pub struct Shared {
     /// `None` when the rate limiter is off.
     pub limiter: Option<Arc<RateLimiter>>,
     pub login_guard: Arc<login_guard::LoginGuard>,
+    /// The slots logins and `users.create` hash passwords in.
+    pub hashing: crate::hashing::PasswordHashing,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             store,
             limiter: RateLimiter::from_settings(&settings).map(Arc::new),
             login_guard: Arc::default(),
+            hashing: crate::hashing::PasswordHashing::new(settings.password_hashing),
             settings: Arc::new(settings),
         }))
     }

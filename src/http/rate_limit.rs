@@ -10,13 +10,16 @@
 //! Rocket.Chat applies the limiter after authentication, permission and parameter checks, so
 //! it is the last of a route's checks (`guard::check`).
 //!
-//! Memory is bounded: at most [`MAX_RULES`] rules, each with at most [`MAX_CLIENTS`] client
-//! counters; past that, the clients new to the window share one counter (and routes past the
-//! bound one rule). Each call costs one hash lookup in its rule; a restart swaps the rule's
-//! counters for an empty map instead of visiting them.
+//! Memory is bounded: at most [`MAX_RULES`] rules, holding at most [`MAX_COUNTERS`] client
+//! counters between them (about 50 bytes each); past that, the clients new to a window share
+//! one counter (and routes past the bound one rule). Up to the bound the semantics are
+//! Rocket.Chat's exactly, whatever the number of clients. Each call costs one hash lookup in
+//! its rule and an atomic count; a restart swaps the rule's counters for an empty map (and
+//! gives their number back) instead of visiting them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
@@ -30,8 +33,8 @@ use crate::config::Settings;
 use crate::domain::permission;
 use crate::domain::time::now_ms;
 
-/// The most client counters a rule keeps in one window.
-pub const MAX_CLIENTS: usize = 10_000;
+/// The most client counters all rules keep at once: 100 000 clients on a few routes fit.
+pub const MAX_COUNTERS: usize = 500_000;
 /// The most rules (routes and methods) the limiter keeps; the router declares far fewer.
 pub const MAX_RULES: usize = 256;
 
@@ -75,7 +78,9 @@ pub struct RateLimiter {
     /// When the limiter was made: every rule's first window starts then, as Rocket.Chat's
     /// rules are made when its routes are.
     made_ms: i64,
-    max_clients: usize,
+    max_counters: usize,
+    /// The client counters all rules hold now.
+    counters_held: AtomicUsize,
     /// The rules by route, then method; how many there are in all.
     rules: RwLock<(HashMap<String, RouteRules>, usize)>,
     /// The rule of routes past [`MAX_RULES`].
@@ -90,17 +95,18 @@ impl RateLimiter {
                 settings.rate_limit_calls,
                 i64::try_from(settings.rate_limit_window_ms).unwrap_or(i64::MAX),
                 now_ms(),
-                MAX_CLIENTS,
+                MAX_COUNTERS,
             )
         })
     }
 
-    fn new(calls: u32, window_ms: i64, made_ms: i64, max_clients: usize) -> Self {
+    fn new(calls: u32, window_ms: i64, made_ms: i64, max_counters: usize) -> Self {
         RateLimiter {
             calls,
             window_ms,
             made_ms,
-            max_clients,
+            max_counters,
+            counters_held: AtomicUsize::new(0),
             rules: RwLock::new((HashMap::new(), 0)),
             overflow_rule: Mutex::new(Rule::new(made_ms)),
         }
@@ -146,13 +152,19 @@ impl RateLimiter {
     fn count_in(&self, rule: &mut Rule, client: IpAddr, now_ms: i64) -> Count {
         if now_ms.saturating_sub(rule.last_reset_ms) > self.window_ms {
             // The window restarts now, and every client's counter with it.
-            *rule = Rule::new(now_ms);
+            let old = std::mem::replace(rule, Rule::new(now_ms));
+            self.counters_held
+                .fetch_sub(old.counters.len(), Ordering::Relaxed);
         }
-        let full = rule.counters.len() >= self.max_clients;
         let calls = match rule.counters.get_mut(&client) {
             Some(calls) => calls,
-            None if full => &mut rule.overflow,
-            None => rule.counters.entry(client).or_insert(0),
+            None if self.counters_held.load(Ordering::Relaxed) >= self.max_counters => {
+                &mut rule.overflow
+            }
+            None => {
+                self.counters_held.fetch_add(1, Ordering::Relaxed);
+                rule.counters.entry(client).or_insert(0)
+            }
         };
         *calls = calls.saturating_add(1);
         let allowed = *calls <= self.calls;
@@ -253,7 +265,7 @@ mod tests {
     use super::*;
 
     fn limiter(calls: u32, window_ms: i64) -> RateLimiter {
-        RateLimiter::new(calls, window_ms, 0, MAX_CLIENTS)
+        RateLimiter::new(calls, window_ms, 0, MAX_COUNTERS)
     }
 
     fn ip(last: u8) -> IpAddr {
@@ -320,6 +332,32 @@ mod tests {
         // A new window starts empty.
         assert_eq!(get(&l, "/r", ip(3), 1001).remaining, 1);
         assert_eq!(get(&l, "/r", ip(4), 1001).remaining, 1);
+    }
+
+    #[test]
+    fn the_bound_is_on_all_rules_together_and_a_restart_gives_counters_back() {
+        let l = RateLimiter::new(1, 1000, 0, 3);
+        assert!(get(&l, "/a", ip(1), 0).allowed);
+        assert!(get(&l, "/a", ip(2), 0).allowed);
+        assert!(get(&l, "/b", ip(1), 0).allowed);
+        // Three held: a new client of /b shares the overflow counter.
+        assert!(get(&l, "/b", ip(2), 0).allowed);
+        assert!(!get(&l, "/b", ip(3), 0).allowed);
+        // /a's window restarts: its two counters are free for /b's clients again.
+        assert!(get(&l, "/a", ip(9), 1001).allowed);
+        assert_eq!(l.counters_held.load(Ordering::Relaxed), 2);
+        assert!(get(&l, "/b", ip(4), 0).allowed);
+        assert!(!get(&l, "/b", ip(4), 0).allowed, "its own counter now");
+    }
+
+    #[test]
+    fn a_hundred_thousand_clients_each_keep_their_own_counter() {
+        let l = limiter(1, 60_000);
+        for n in 0..100_000u32 {
+            let client = IpAddr::from(n.to_be_bytes());
+            assert!(get(&l, "/r", client, 0).allowed, "client {n}");
+        }
+        assert!(!get(&l, "/r", IpAddr::from(7u32.to_be_bytes()), 0).allowed);
     }
 
     #[test]

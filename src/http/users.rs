@@ -16,7 +16,7 @@ use super::openapi::{self as api, True};
 use super::rate_limit::ClientAddress;
 use super::user_views;
 use crate::access::Caller;
-use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user, issue_token};
+use crate::accounts::{AccountError, NewAccount, TokenLifetime, create_user_with, issue_token};
 use crate::domain::permission::{CREATE_USER, DELETE_USER};
 use crate::domain::secrets::{
     hash_token, new_raw_token, unmatchable_hash, verify_password, verify_password_digest,
@@ -179,12 +179,18 @@ async fn password_login(
         // No such user, or no password: the same bcrypt work, then 401.
         _ => (None, unmatchable_hash().to_owned()),
     };
-    let matches = tokio::task::spawn_blocking(move || match &password {
-        Password::Plain(p) => verify_password(p, &stored),
-        Password::Sha256Hex(d) => verify_password_digest(d, &stored),
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
+    // Refused fast when the hashing slots stay busy, before it counts as a failed login.
+    let matches = state
+        .hashing
+        .run(Some(crate::hashing::LOGIN_WAIT), move || match &password {
+            Password::Plain(p) => verify_password(p, &stored),
+            Password::Sha256Hex(d) => verify_password_digest(d, &stored),
+        })
+        .await
+        .map_err(|_| {
+            crate::telemetry::password_hashing_busy();
+            ApiError::Busy
+        })?;
     let user = match user {
         Some(user) if matches => user,
         _ => {
@@ -714,7 +720,7 @@ pub async fn users_create(
         active: body.active.unwrap_or(true),
         email_verified: body.verified,
     };
-    let user = create_user(&state.store, account)
+    let user = create_user_with(&state.store, &state.hashing, account)
         .await
         .map_err(|e| match e {
             AccountError::Invalid(message) => ApiError::InvalidBody {

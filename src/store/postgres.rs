@@ -143,14 +143,15 @@ impl PostgresDb {
     }
 
     /// Applies the migrations without the server's waits (an index built on a large table may
-    /// take longer than a request may wait), on a connection closed afterwards, not pooled.
+    /// take longer than a request may wait): through a one-connection pool of their own,
+    /// closed afterwards.
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0")
-            .execute(&mut *conn)
-            .await?;
-        let result = MIGRATOR.run(&mut *conn).await;
-        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with((*self.options).clone());
+        let result = MIGRATOR.run(&pool).await;
+        pool.close().await;
         Ok(result?)
     }
 
