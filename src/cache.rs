@@ -19,9 +19,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::access::Caller;
+use crate::config::ChangeDetection;
 use crate::store::{Observation, Store};
 
-/// How often SQLite is polled for commits by other processes (Postgres pushes them).
+/// How often the database is polled for commits by other processes (SQLite, and Postgres in
+/// `poll` mode; in `notify` mode Postgres pushes them).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// More sessions than this and the session cache starts over: a bound on memory.
@@ -83,14 +85,14 @@ pub struct Cache {
 impl Cache {
     /// A cache over `store`, with a watcher task that runs as long as the cache lives. Must be
     /// called inside a Tokio runtime.
-    pub fn new(store: Store) -> Arc<Self> {
+    pub fn new(store: Store, detection: ChangeDetection) -> Arc<Self> {
         let cache = Arc::new(Cache {
             store: store.clone(),
             remote_changes: AtomicU64::new(0),
             watching: AtomicBool::new(false),
             generation: RwLock::new(Generation::default()),
         });
-        tokio::spawn(watch(store, Arc::downgrade(&cache)));
+        tokio::spawn(watch(store, detection, Arc::downgrade(&cache)));
         cache
     }
 
@@ -162,9 +164,9 @@ impl Cache {
 }
 
 /// Feeds the database's change observations into the cache until the cache is dropped.
-async fn watch(store: Store, cache: Weak<Cache>) {
+async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
     store
-        .watch_changes(WATCH_INTERVAL, |observation| {
+        .watch_changes(detection, WATCH_INTERVAL, |observation| {
             let Some(cache) = cache.upgrade() else {
                 return ControlFlow::Break(());
             };

@@ -12,6 +12,18 @@ pub enum AuthErrorBody {
     Rocketchat,
 }
 
+/// How the cache's watcher learns of commits by other processes (docs/compatibility.md,
+/// section 6.1). SQLite always polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ChangeDetection {
+    /// Postgres: LISTEN for the triggers' notifications, with a heartbeat.
+    #[default]
+    Notify,
+    /// Postgres: poll the change counters every 200 ms; for replicas behind PgBouncer's
+    /// transaction pooling, where LISTEN cannot work.
+    Poll,
+}
+
 /// Defaults, each written once: the flags' `default_value_t` and `Settings::default` use them.
 mod defaults {
     pub const LOGIN_EXPIRATION_DAYS: u32 = 90;
@@ -72,6 +84,10 @@ pub struct Settings {
           action = clap::ArgAction::Set, value_name = "BOOL",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
+    /// How the cache learns of other processes' commits on Postgres: `notify` (LISTEN) or
+    /// `poll` (the change counters every 200 ms, for PgBouncer's transaction pooling)
+    #[arg(long, env = "IMPORTOPS_CHANGE_DETECTION", value_enum, default_value_t = ChangeDetection::Notify)]
+    pub change_detection: ChangeDetection,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -106,6 +122,7 @@ impl Default for Settings {
             api_enable_cors: false,
             api_cors_origin: defaults::CORS_ORIGIN.to_owned(),
             access_log: defaults::ACCESS_LOG,
+            change_detection: ChangeDetection::Notify,
             metrics_on_api: true,
         }
     }
