@@ -189,6 +189,8 @@ def experiment(binary: Path, owner: RunAs, mode: str, partition: float) -> tuple
     seen = [r.t1 - t_heal for r in results
             if r.kind == "witness" and r.status == 200 and r.t0 >= t_heal
             and NEW_OPERATION.encode() in r.body]
+    # How long the cache went on answering after the cut, before the heartbeat failed.
+    cached = [r.t1 - t_cut for r in during if r.status == 200 and r.t1 < t_heal]
     statuses: dict = {}
     for r in during:
         statuses[r.status] = statuses.get(r.status, 0) + 1
@@ -199,6 +201,7 @@ def experiment(binary: Path, owner: RunAs, mode: str, partition: float) -> tuple
         "during": len(during),
         "during_statuses": statuses,
         "slowest_during_s": round(slowest, 2),
+        "last_200_after_cut_s": round(max(cached), 2) if cached else None,
         "caught_at_cut": len(caught),
         "slowest_caught_s": round(max((r.latency for r in caught), default=0.0), 2),
         "revoked_200_latest_after_revoke_s": round(max(victim_200_late), 2)
