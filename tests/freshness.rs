@@ -29,6 +29,7 @@ on_both_backends!(
     an_expired_token_is_refused_from_the_moment_it_expires,
     a_token_revoked_elsewhere_is_refused_within_a_second_when_polling,
     an_operation_written_elsewhere_is_served_within_a_second_when_polling,
+    a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
 );
 
 #[tokio::test]
@@ -250,4 +251,37 @@ async fn an_expired_token_is_refused_from_the_moment_it_expires(db: TestDb) {
         app.get(ENDPOINT, Some(&short)).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere(
+    db: TestDb,
+) {
+    let (one, admin) = warm(&db).await;
+    let two = TestApp::new(&db).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = Login {
+        user_id: admin.user_id.clone(),
+        token: new_raw_token(),
+    };
+    // Refused (and the failure remembered) on both servers, twice.
+    for app in [&one, &two, &one, &two] {
+        assert_eq!(
+            app.get(ENDPOINT, Some(&early)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    one.store
+        .insert_session(&NewSession {
+            user_id: admin.user_id.clone(),
+            hashed_token: hash_token(&early.token),
+            kind: TokenKind::Login,
+            name: None,
+            issued_at_ms: now_ms(),
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.get(ENDPOINT, Some(&early)).await.status, StatusCode::OK);
+    let seen = time_until(&two, &early, |a| a.status == StatusCode::OK).await;
+    assert!(seen < BOUND, "{seen:?}");
 }
