@@ -104,18 +104,25 @@ impl Access {
             let live = cached.expires_at_ms.is_none_or(|expiry| now < expiry);
             return Ok(live.then(|| cached.caller.clone()));
         }
+        // A pair that failed in this generation fails again without a lookup: wrong tokens
+        // and unknown users alike, so both still take the same path.
+        if stamp.is_some_and(|s| self.cache.known_miss(s, &digest, user_id)) {
+            telemetry::cache_lookup("session", true);
+            return Ok(None);
+        }
         telemetry::cache_lookup("session", false);
 
-        let Some(session) = self
+        let found = self
             .store
             .find_session(user_id, &encode_digest(&digest))
             .await?
-        else {
+            .filter(|session| session.authenticates(now, self.login_expiration_ms));
+        let Some(session) = found else {
+            if let Some(stamp) = stamp {
+                self.cache.put_miss(stamp, digest, user_id);
+            }
             return Ok(None);
         };
-        if !session.authenticates(now, self.login_expiration_ms) {
-            return Ok(None);
-        }
         let expires_at_ms = session.expiry_ms(self.login_expiration_ms);
         let caller = Arc::new(Caller::new(
             session.user_id,

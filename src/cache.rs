@@ -19,13 +19,19 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::access::Caller;
+use crate::config::ChangeDetection;
 use crate::store::{Observation, Store};
 
-/// How often SQLite is polled for commits by other processes (Postgres pushes them).
+/// How often the database is polled for commits by other processes (SQLite, and Postgres in
+/// `poll` mode; in `notify` mode Postgres pushes them).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// More sessions than this and the session cache starts over: a bound on memory.
 const MAX_SESSIONS: usize = 100_000;
+
+/// More remembered failed lookups than this and they start over: a bound on memory (about
+/// 40 bytes each) that a flood of wrong tokens cannot raise.
+const MAX_MISSES: usize = 50_000;
 
 /// Which generation a request belongs to: (local writes, database changes seen).
 type Stamp = (u64, u64);
@@ -69,6 +75,10 @@ struct Generation {
     /// By sha256 of the token.
     sessions: HashMap<[u8; 32], Arc<CachedSession>, DigestHash>,
     permissions: HashMap<String, Arc<[String]>>,
+    /// (token digest, hash of the user id) pairs that did not authenticate. Any write starts a
+    /// new generation without them, so a token issued through this process works at once and
+    /// one issued elsewhere within the watcher's bound.
+    misses: std::collections::HashSet<([u8; 32], u64), DigestHash>,
 }
 
 pub struct Cache {
@@ -83,14 +93,14 @@ pub struct Cache {
 impl Cache {
     /// A cache over `store`, with a watcher task that runs as long as the cache lives. Must be
     /// called inside a Tokio runtime.
-    pub fn new(store: Store) -> Arc<Self> {
+    pub fn new(store: Store, detection: ChangeDetection) -> Arc<Self> {
         let cache = Arc::new(Cache {
             store: store.clone(),
             remote_changes: AtomicU64::new(0),
             watching: AtomicBool::new(false),
             generation: RwLock::new(Generation::default()),
         });
-        tokio::spawn(watch(store, Arc::downgrade(&cache)));
+        tokio::spawn(watch(store, detection, Arc::downgrade(&cache)));
         cache
     }
 
@@ -150,6 +160,22 @@ impl Cache {
         });
     }
 
+    /// Whether this user id and token failed to authenticate in this generation.
+    pub fn known_miss(&self, stamp: Stamp, token_digest: &[u8; 32], user_id: &str) -> bool {
+        let key = (*token_digest, user_hash(user_id));
+        self.read(stamp, |g| g.misses.contains(&key).then_some(()))
+            .is_some()
+    }
+
+    pub fn put_miss(&self, stamp: Stamp, token_digest: [u8; 32], user_id: &str) {
+        self.write(stamp, |g| {
+            if g.misses.len() >= MAX_MISSES {
+                g.misses.clear();
+            }
+            g.misses.insert((token_digest, user_hash(user_id)));
+        });
+    }
+
     pub fn permission(&self, stamp: Stamp, id: &str) -> Option<Arc<[String]>> {
         self.read(stamp, |g| g.permissions.get(id).cloned())
     }
@@ -161,10 +187,21 @@ impl Cache {
     }
 }
 
+/// The user id's share of a failed lookup's key: any good 64-bit hash, since the token digest
+/// is already unique per token.
+fn user_hash(user_id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS.get_or_init(Default::default).build_hasher();
+    h.write(user_id.as_bytes());
+    h.finish()
+}
+
 /// Feeds the database's change observations into the cache until the cache is dropped.
-async fn watch(store: Store, cache: Weak<Cache>) {
+async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
     store
-        .watch_changes(WATCH_INTERVAL, |observation| {
+        .watch_changes(detection, WATCH_INTERVAL, |observation| {
             let Some(cache) = cache.upgrade() else {
                 return ControlFlow::Break(());
             };
@@ -182,4 +219,30 @@ async fn watch(store: Store, cache: Weak<Cache>) {
             ControlFlow::Continue(())
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_remembered_for_its_generation_only() {
+        let store = Store::connect_lazy("sqlite::memory:").unwrap();
+        let cache = Cache::new(store, ChangeDetection::Notify);
+        // The watcher's first look marks the cache live.
+        let stamp = loop {
+            if let Some(stamp) = cache.stamp() {
+                break stamp;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let digest = [7u8; 32];
+        assert!(!cache.known_miss(stamp, &digest, "u1"));
+        cache.put_miss(stamp, digest, "u1");
+        assert!(cache.known_miss(stamp, &digest, "u1"));
+        assert!(!cache.known_miss(stamp, &digest, "u2"), "another user id");
+        assert!(!cache.known_miss(stamp, &[8u8; 32], "u1"), "another token");
+        let next = (stamp.0 + 1, stamp.1);
+        assert!(!cache.known_miss(next, &digest, "u1"), "another generation");
+    }
 }

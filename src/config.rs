@@ -12,6 +12,18 @@ pub enum AuthErrorBody {
     Rocketchat,
 }
 
+/// How the cache's watcher learns of commits by other processes (docs/compatibility.md,
+/// section 6.1). SQLite always polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ChangeDetection {
+    /// Postgres: LISTEN for the triggers' notifications, with a heartbeat.
+    #[default]
+    Notify,
+    /// Postgres: poll the change counters every 200 ms; for replicas behind PgBouncer's
+    /// transaction pooling, where LISTEN cannot work.
+    Poll,
+}
+
 /// Defaults, each written once: the flags' `default_value_t` and `Settings::default` use them.
 mod defaults {
     pub const LOGIN_EXPIRATION_DAYS: u32 = 90;
@@ -89,6 +101,10 @@ pub struct Settings {
     /// one); a login that finds them all busy for 100 ms gets 503
     #[arg(long, env = "IMPORTOPS_PASSWORD_HASHING", default_value_t = defaults::PASSWORD_HASHING)]
     pub password_hashing: usize,
+    /// How the cache learns of other processes' commits on Postgres: `notify` (LISTEN) or
+    /// `poll` (the change counters every 200 ms, for PgBouncer's transaction pooling)
+    #[arg(long, env = "IMPORTOPS_CHANGE_DETECTION", value_enum, default_value_t = ChangeDetection::Notify)]
+    pub change_detection: ChangeDetection,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -126,6 +142,7 @@ impl Default for Settings {
             body_read_timeout: defaults::BODY_READ_TIMEOUT_SECS,
             max_connections: defaults::MAX_CONNECTIONS,
             password_hashing: defaults::PASSWORD_HASHING,
+            change_detection: ChangeDetection::Notify,
             metrics_on_api: true,
         }
     }

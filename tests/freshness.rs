@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{Answer, Login, TestApp, TestDb};
+use importops::config::{ChangeDetection, Settings};
 use importops::domain::auth::TokenKind;
 use importops::domain::secrets::{hash_token, new_raw_token};
 use importops::domain::time::now_ms;
@@ -26,13 +27,86 @@ on_both_backends!(
     a_permission_changed_by_another_process_applies_within_a_second,
     a_change_through_one_server_reaches_another_within_a_second,
     an_expired_token_is_refused_from_the_moment_it_expires,
+    a_token_revoked_elsewhere_is_refused_within_a_second_when_polling,
+    an_operation_written_elsewhere_is_served_within_a_second_when_polling,
+    a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
 );
+
+#[tokio::test]
+async fn a_database_file_renamed_over_is_refused_within_two_seconds() {
+    let db = TestDb::sqlite();
+    let (app, admin) = warm(&db).await;
+    let path = sqlite_path(&db);
+    // Another database, without the admin's session, renamed over the served one.
+    let other = path.with_file_name("other.db");
+    importops_at(&format!("sqlite://{}", other.display()), &["migrate"]);
+    std::fs::rename(&other, &path).unwrap();
+    let refused = time_until(&app, &admin, |a| a.status != StatusCode::OK).await;
+    assert!(refused < 2 * BOUND, "{refused:?}");
+    // And stays refused: the old file's pooled connections are not used again.
+    for _ in 0..20 {
+        let answer = app.get(ENDPOINT, Some(&admin)).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_file_removed_is_refused_within_two_seconds() {
+    let db = TestDb::sqlite();
+    let (app, admin) = warm(&db).await;
+    std::fs::remove_file(sqlite_path(&db)).unwrap();
+    let refused = time_until(&app, &admin, |a| a.status != StatusCode::OK).await;
+    assert!(refused < 2 * BOUND, "{refused:?}");
+    for _ in 0..20 {
+        let answer = app.get(ENDPOINT, Some(&admin)).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    }
+}
+
+fn sqlite_path(db: &TestDb) -> std::path::PathBuf {
+    db.url.trim_start_matches("sqlite://").into()
+}
+
+/// A served app whose watcher polls (`--change-detection poll`), warmed like `warm`.
+async fn warm_polling(db: &TestDb) -> (TestApp, Login) {
+    let settings = Settings {
+        change_detection: ChangeDetection::Poll,
+        ..Settings::default()
+    };
+    let app = TestApp::with_settings(db, settings).await;
+    let admin = app.admin().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(app.get(ENDPOINT, Some(&admin)).await.status, StatusCode::OK);
+    }
+    (app, admin)
+}
+
+async fn a_token_revoked_elsewhere_is_refused_within_a_second_when_polling(db: TestDb) {
+    let (app, admin) = warm_polling(&db).await;
+    importops(&db, &["token", "revoke", "admin", "--token", &admin.token]);
+    let seen = time_until(&app, &admin, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
+
+async fn an_operation_written_elsewhere_is_served_within_a_second_when_polling(db: TestDb) {
+    let (app, admin) = warm_polling(&db).await;
+    let newer = common::operation(&common::meteor_id(7), "2030-01-01T00:00:00.000Z");
+    let file = write_file(&serde_json::json!([newer]).to_string());
+    importops(&db, &["ops", "load", file.path().to_str().unwrap()]);
+    let seen = time_until(&app, &admin, |a| a.body.contains(&common::meteor_id(7))).await;
+    assert!(seen < BOUND, "{seen:?}");
+}
 
 /// Runs the command line on the test's database, as another process.
 fn importops(db: &TestDb, args: &[&str]) {
+    importops_at(&db.url, args)
+}
+
+fn importops_at(url: &str, args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_importops"))
         .arg("--database-url")
-        .arg(&db.url)
+        .arg(url)
         .args(args)
         .output()
         .expect("run importops");
@@ -177,4 +251,37 @@ async fn an_expired_token_is_refused_from_the_moment_it_expires(db: TestDb) {
         app.get(ENDPOINT, Some(&short)).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere(
+    db: TestDb,
+) {
+    let (one, admin) = warm(&db).await;
+    let two = TestApp::new(&db).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = Login {
+        user_id: admin.user_id.clone(),
+        token: new_raw_token(),
+    };
+    // Refused (and the failure remembered) on both servers, twice.
+    for app in [&one, &two, &one, &two] {
+        assert_eq!(
+            app.get(ENDPOINT, Some(&early)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    one.store
+        .insert_session(&NewSession {
+            user_id: admin.user_id.clone(),
+            hashed_token: hash_token(&early.token),
+            kind: TokenKind::Login,
+            name: None,
+            issued_at_ms: now_ms(),
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.get(ENDPOINT, Some(&early)).await.status, StatusCode::OK);
+    let seen = time_until(&two, &early, |a| a.status == StatusCode::OK).await;
+    assert!(seen < BOUND, "{seen:?}");
 }

@@ -64,7 +64,7 @@ impl AppState {
     pub fn new(store: Store, settings: Settings) -> Self {
         // Install the metrics recorder before the first request is counted.
         crate::telemetry::metrics();
-        let cache = Cache::new(store.clone());
+        let cache = Cache::new(store.clone(), settings.change_detection);
         AppState(Arc::new(Shared {
             access: Access::new(store.clone(), cache.clone(), &settings),
             cache,

@@ -9,6 +9,7 @@
 //! "unavailable". Errors leave as `StoreError`, which says whether the database was
 //! unreachable, so the HTTP layer can answer 503 without seeing SQL.
 
+mod file_identity;
 mod import;
 mod operations;
 mod permissions;
@@ -169,6 +170,11 @@ impl<E> From<sqlx::Error> for StreamError<E> {
         StreamError::Store(err.into())
     }
 }
+
+/// The longest the change watcher goes without proving its connection live.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a look at the database may take before the watcher reports it unreachable.
+const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which backend a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,15 +374,19 @@ impl Store {
 
     /// Watches the database for commits by anyone, reporting each look to `report` until it
     /// returns `ControlFlow::Break`. SQLite is polled every `interval`; Postgres pushes
-    /// notifications as transactions commit.
+    /// notifications as transactions commit, or is polled too (`ChangeDetection::Poll`).
+    /// Either way the watcher proves its connection live at least every
+    /// `HEARTBEAT` (each poll does), and reports `Unreachable` when it cannot within
+    /// `HEARTBEAT_TIMEOUT` (RELIABILITY.md: silent partition).
     pub async fn watch_changes(
         &self,
+        detection: crate::config::ChangeDetection,
         interval: std::time::Duration,
         report: impl FnMut(Observation) -> ControlFlow<()> + Send,
     ) {
         match &self.engine {
             Engine::Sqlite(db) => db.watch_changes(interval, report).await,
-            Engine::Postgres(db) => db.watch_changes(interval, report).await,
+            Engine::Postgres(db) => db.watch_changes(detection, interval, report).await,
         }
     }
 

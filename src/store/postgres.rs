@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Row, Transaction};
+use tokio::time::timeout;
 
-use super::{Observation, StoreError, Waits};
+use super::{HEARTBEAT, HEARTBEAT_TIMEOUT, Observation, StoreError, Waits};
+use crate::config::ChangeDetection;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -22,6 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub(super) struct PostgresDb {
     pub(super) pool: PgPool,
+    /// The change watcher's own connections, kept apart so that a pool busy with requests
+    /// cannot delay its heartbeat, with a short acquire timeout (`HEARTBEAT_TIMEOUT`). Two:
+    /// a connection lost in a silent partition may be held until it ends.
+    watch_pool: PgPool,
     /// For the first connection at start-up, outside the pool.
     options: Box<PgConnectOptions>,
 }
@@ -115,6 +121,18 @@ fn apply_waits<'c>(
     Box::pin(async move { sqlx::Executor::execute(conn, set).await.map(|_| ()) })
 }
 
+/// One round trip on the listener's connection. Boxed: the executor's lifetimes are too
+/// general for the compiler to prove the watcher's future `Send` otherwise.
+fn heartbeat(
+    listener: &mut PgListener,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        let conn: &mut sqlx::PgConnection = sqlx::Acquire::acquire(&mut *listener).await?;
+        // A bare `&str` runs in the simple protocol, as `raw_sql` would.
+        sqlx::Executor::execute(conn, "SELECT 1").await.map(drop)
+    })
+}
+
 impl PostgresDb {
     pub(super) fn connect_lazy(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
@@ -136,8 +154,14 @@ impl PostgresDb {
             pool = pool.after_connect(move |conn, _| apply_waits(conn, set));
         }
         let pool = pool.connect_lazy_with(options.clone());
+        let watch_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(HEARTBEAT_TIMEOUT)
+            .connect_lazy_with(options.clone());
         Ok(PostgresDb {
             pool,
+            watch_pool,
             options: Box::new(options),
         })
     }
@@ -179,22 +203,40 @@ impl PostgresDb {
         Ok(self.pool.begin().await?)
     }
 
-    /// Listens on the channel that the tables' triggers notify (see the migrations). A
-    /// notification arrives only once its transaction has committed.
     pub(super) async fn watch_changes(
+        &self,
+        detection: ChangeDetection,
+        interval: Duration,
+        report: impl FnMut(Observation) -> ControlFlow<()> + Send,
+    ) {
+        match detection {
+            ChangeDetection::Notify => self.listen_for_changes(interval, report).await,
+            ChangeDetection::Poll => self.poll_changes(interval, report).await,
+        }
+    }
+
+    /// Listens on the channel that the tables' triggers notify (see the migrations). A
+    /// notification arrives only once its transaction has committed. When none came for
+    /// `HEARTBEAT`, a `SELECT 1` on the same connection proves it live: a connection that went
+    /// silent (packets dropped, no reset) would otherwise wait for notifications for ever.
+    async fn listen_for_changes(
         &self,
         interval: Duration,
         mut report: impl FnMut(Observation) -> ControlFlow<()> + Send,
     ) {
         loop {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(mut listener) => {
-                    // Report a lost connection at once instead of reconnecting first (which
-                    // waits for the pool's timeout): the cache must stop serving meanwhile.
-                    listener.eager_reconnect(false);
-                    listener
-                }
-                Err(_) => {
+            let connected = timeout(HEARTBEAT_TIMEOUT, async {
+                let mut listener = PgListener::connect_with(&self.watch_pool).await?;
+                // Report a lost connection at once instead of reconnecting first: the cache
+                // must stop serving meanwhile.
+                listener.eager_reconnect(false);
+                listener.listen(CHANGES_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            })
+            .await;
+            let mut listener = match connected {
+                Ok(Ok(listener)) => listener,
+                _ => {
                     if report(Observation::Unreachable).is_break() {
                         return;
                     }
@@ -203,27 +245,64 @@ impl PostgresDb {
                 }
             };
             // Anything may have been committed while no one listened.
-            let first = match listener.listen(CHANGES_CHANNEL).await {
-                Ok(()) => Observation::Changed,
-                Err(_) => Observation::Unreachable,
-            };
-            if report(first).is_break() {
+            let mut observation = Observation::Changed;
+            while observation != Observation::Unreachable {
+                if report(observation).is_break() {
+                    return;
+                }
+                // `try_recv` is cancel-safe: a timeout loses no notification.
+                observation = match timeout(HEARTBEAT, listener.try_recv()).await {
+                    Ok(Ok(Some(_))) => Observation::Changed,
+                    // The connection was lost: notifications may have been missed.
+                    Ok(Ok(None) | Err(_)) => Observation::Unreachable,
+                    Err(_quiet) => {
+                        match timeout(HEARTBEAT_TIMEOUT, heartbeat(&mut listener)).await {
+                            Ok(Ok(())) => Observation::Unchanged,
+                            _ => Observation::Unreachable,
+                        }
+                    }
+                };
+            }
+            if report(observation).is_break() {
                 return;
             }
-            if first == Observation::Changed {
-                loop {
-                    let observation = match listener.try_recv().await {
-                        Ok(Some(_)) => Observation::Changed,
-                        // The connection was lost: notifications may have been missed.
-                        Ok(None) | Err(_) => Observation::Unreachable,
-                    };
-                    if report(observation).is_break() {
-                        return;
-                    }
-                    if observation == Observation::Unreachable {
-                        break;
-                    }
+            drop(listener);
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Reads the change counters (migration 0011) every `interval`: one cheap statement, in
+    /// the simple protocol (no prepared statement), that works through any connection pooler
+    /// and is also the heartbeat.
+    async fn poll_changes(
+        &self,
+        interval: Duration,
+        mut report: impl FnMut(Observation) -> ControlFlow<()> + Send,
+    ) {
+        let mut last: Option<(i64, i64, i64)> = None;
+        loop {
+            let read = timeout(HEARTBEAT_TIMEOUT, async {
+                let row = sqlx::raw_sql(
+                    "SELECT operations, sessions, access FROM change_counters WHERE id = 1",
+                )
+                .fetch_one(&self.watch_pool)
+                .await?;
+                Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            })
+            .await;
+            let observation = match read {
+                Ok(Ok(counters)) if last == Some(counters) => Observation::Unchanged,
+                Ok(Ok(counters)) => {
+                    last = Some(counters);
+                    Observation::Changed
                 }
+                _ => {
+                    last = None;
+                    Observation::Unreachable
+                }
+            };
+            if report(observation).is_break() {
+                return;
             }
             tokio::time::sleep(interval).await;
         }

@@ -3,7 +3,7 @@
 //! `PRAGMA data_version`.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use sqlx::{
     TransactionManager,
 };
 
+use super::file_identity::WatchedFile;
 use super::{Observation, StoreError};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -32,6 +33,8 @@ pub(super) struct SqliteDb {
     options: Arc<SqliteConnectOptions>,
     /// The database file, or `None` for an in-memory database.
     file: Option<PathBuf>,
+    /// Its identity (`None` in memory), checked on every acquire and every watch.
+    watched: Option<WatchedFile>,
 }
 
 /// The file a SQLite URL names (`None` for `:memory:` or `mode=memory`), split as sqlx splits
@@ -77,17 +80,11 @@ async fn reusable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
     Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
-/// Whether a database file (`None`: in memory) still exists: one `stat`, cheap enough for
-/// every acquire from the pool.
-fn file_present(file: Option<&Path>) -> bool {
-    file.is_none_or(|f| f.exists())
-}
-
-/// The error for a database file that was removed while in use.
+/// The error for a database file that was removed or replaced while in use.
 fn gone() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(
         std::io::ErrorKind::NotFound,
-        "the database file was removed",
+        "the database file was removed or replaced",
     ))
 }
 
@@ -103,16 +100,18 @@ impl SqliteDb {
         // Only the first open (`check_open`) creates the file: a file removed while serving
         // must not come back empty, without the tables, under later connections.
         let options = options.create_if_missing(file.is_none());
-        let watched = file.clone();
+        let watched = file.clone().map(WatchedFile::new);
+        let checked = watched.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A pooled connection keeps its file open after the file or its folder is removed,
-            // and would go on reading and writing a database no one else sees: it is dropped
-            // instead, and the new one fails to open, which answers 503.
+            // A pooled connection keeps its file open after the file or its folder is removed
+            // or another file is renamed over it, and would go on reading and writing a
+            // database no one else sees: it is dropped instead, and the new one fails to open
+            // (see `refuse`), which answers 503.
             .before_acquire(move |_, _| {
-                let present = file_present(watched.as_deref());
-                Box::pin(async move { Ok(present) })
+                let intact = checked.as_ref().is_none_or(WatchedFile::intact);
+                Box::pin(async move { Ok(intact) })
             })
             .after_release(|conn, _| Box::pin(reusable(conn)))
             .connect_lazy_with(options.clone());
@@ -120,12 +119,29 @@ impl SqliteDb {
             pool,
             options: Arc::new(options),
             file,
+            watched,
         })
     }
 
     /// Whether the database file is still where it was opened.
+    /// Whether the database file is still the one opened; if not, the pool stops opening
+    /// connections at the path.
     fn present(&self) -> bool {
-        file_present(self.file.as_deref())
+        let intact = self.watched.as_ref().is_none_or(WatchedFile::intact);
+        if !intact {
+            self.refuse();
+        }
+        intact
+    }
+
+    /// Makes the pool's new connections fail at once as "cannot open" (503), not open
+    /// whatever file is at the path now (see `file_identity`). `/dev/null` is no folder.
+    fn refuse(&self) {
+        let nowhere = (*self.options)
+            .clone()
+            .create_if_missing(false)
+            .filename("/dev/null/importops-database-file-replaced-or-removed");
+        self.pool.set_connect_options(nowhere);
     }
 
     /// Opens the file once and reads its schema, before the pool and the migrations do, so
@@ -170,7 +186,10 @@ impl SqliteDb {
                 sqlx::Error::Database(db) => db.message().to_owned(),
                 other => other.to_string(),
             })
-        })
+        })?;
+        // The file's identity, from now on.
+        self.present();
+        Ok(())
     }
 
     /// A transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A deferred one
@@ -181,7 +200,8 @@ impl SqliteDb {
     }
 
     /// Polls `PRAGMA data_version` on a connection of its own: its value changes whenever
-    /// another connection, in this process or another, commits to the database file.
+    /// another connection, in this process or another, commits to the database file. A file
+    /// removed or replaced at the path is reported unreachable from then on.
     pub(super) async fn watch_changes(
         &self,
         interval: Duration,
