@@ -91,8 +91,10 @@ pub fn main() -> ExitCode {
     // The server logs its start and faults; other commands only warnings, their output is on
     // stdout. RUST_LOG overrides either.
     match &cli.command {
-        Command::Serve(args) => telemetry::init_logging(args.log_format, "info"),
-        _ => telemetry::init_logging(LogFormat::Text, "warn"),
+        // sqlx's own warnings (slow statements) print whole SQL texts: off unless RUST_LOG
+        // asks for them; our errors say what failed in words.
+        Command::Serve(args) => telemetry::init_logging(args.log_format, "info,sqlx=error"),
+        _ => telemetry::init_logging(LogFormat::Text, "warn,sqlx=error"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
