@@ -92,8 +92,11 @@ impl PasswordHashing {
         .map_err(|_| Busy)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _permit = permit;
-            let _ = done.send(work());
+            let out = work();
+            // The slot is given back before the answer: at nice 19 this thread may wait long
+            // for the core between the two, and the next login must not see the slot busy.
+            drop(permit);
+            let _ = done.send(out);
         });
         self.sender().send(job).map_err(|_| Busy)?;
         // Dropped unanswered: the work panicked (its thread is gone; the others go on).

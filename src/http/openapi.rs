@@ -117,6 +117,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             SessionNotResumed,
             Forbidden,
             TooManyRequests,
+            RequestTimedOut,
             PayloadTooLarge,
             HeadersTooLarge,
             InternalError,
@@ -126,6 +127,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             Unauthorized,
             PermissionDenied,
             RateLimited,
+            BodyTimedOut,
             BodyTooLarge,
             HeaderFieldsTooLarge,
             ServerError,
@@ -299,6 +301,9 @@ fn add_common_answers(operation: &mut PathOperation) {
         ("431", HeaderFieldsTooLarge::response().0),
         ("500", ServerError::response().0),
     ];
+    if operation.request_body.is_some() {
+        shared.push(("408", BodyTimedOut::response().0));
+    }
     if needs_session {
         shared.push(("401", Unauthorized::response().0));
         shared.push(("503", DatabaseUnavailable::response().0));
@@ -1445,6 +1450,11 @@ schema!(
 );
 
 schema!(
+    /// 408.
+    RequestTimedOut = fixed_error("Request Timeout")
+);
+
+schema!(
     /// 413.
     PayloadTooLarge = fixed_error("Payload Too Large")
 );
@@ -1509,6 +1519,12 @@ answer!(
     rate_limit_headers().into_iter().chain([retry_after_header()])
 );
 answer!(
+    /// 408 on every route with a body.
+    BodyTimedOut = "The request body did not arrive within `--body-read-timeout` (10 s) of its \
+        headers; the connection is closed after this answer",
+    RequestTimedOut
+);
+answer!(
     /// 413 on every route.
     BodyTooLarge = "The request body is larger than 1 MiB (announced by `Content-Length`, or \
         read)",
@@ -1516,7 +1532,8 @@ answer!(
 );
 answer!(
     /// 431 on every route.
-    HeaderFieldsTooLarge = "The request's headers are larger than 32 KiB in all",
+    HeaderFieldsTooLarge = "The request's headers are larger than 32 KiB in all, or more than \
+        100 header fields",
     HeadersTooLarge
 );
 answer!(
@@ -1526,5 +1543,8 @@ answer!(
 );
 answer!(
     /// 503 on every route that reads the database.
-    DatabaseUnavailable = "The database cannot be reached", ServiceUnavailable
+    DatabaseUnavailable = "The database cannot be reached (on Postgres also: no free \
+        connection within 4 s, or a lock not granted within 1.5 s); on `login` and \
+        `users.create` also every password-hashing slot busy for 100 ms, with `Retry-After: 1`",
+    ServiceUnavailable
 );
