@@ -103,9 +103,8 @@ impl Store {
             .flat_map(|u| u.tokens.iter().map(move |t| (u.id.as_str(), t)))
             .collect();
 
-        in_write!(self, Kinds::ACCESS | Kinds::SESSIONS, |tx| -> StreamError<
-            E,
-        > {
+        // Users, their sessions, permissions and operations: every kind.
+        in_write!(self, Kinds::ALL, |tx| -> StreamError<E> {
             insert_roles!(tx, roles.into_iter().collect());
 
             // A username held by a local user that the export does not describe: refuse it all.
