@@ -47,8 +47,8 @@ const REMEMBERED: [&str; 6] = [
 const _: () = assert!(REMEMBERED.len() <= 8);
 
 /// What the caller's permission checks found, bit `i` for `REMEMBERED[i]`. A cached caller
-/// belongs to one cache generation, and any change to users, roles or permissions starts a
-/// new one with new callers, so a remembered answer is never older than the caller itself.
+/// lives in the cache's sessions, which any change to users, roles or permissions empties, so
+/// a remembered answer is never older than the caller itself.
 #[derive(Debug, Default)]
 struct Decisions {
     known: AtomicU8,
@@ -98,13 +98,14 @@ impl Access {
         let now = now_ms();
         let stamp = self.cache.stamp();
         if let Some(cached) = stamp.and_then(|s| self.cache.session(s, &digest))
-            && cached.user_id == user_id
+            && cached.caller.user_id == user_id
         {
             telemetry::cache_lookup("session", true);
             let live = cached.expires_at_ms.is_none_or(|expiry| now < expiry);
             return Ok(live.then(|| cached.caller.clone()));
         }
-        // A pair that failed in this generation fails again without a lookup: wrong tokens
+        // A pair that failed since sessions and access last changed fails again without a
+        // lookup: wrong tokens
         // and unknown users alike, so both still take the same path.
         if stamp.is_some_and(|s| self.cache.known_miss(s, &digest, user_id)) {
             telemetry::cache_lookup("session", true);
@@ -131,7 +132,6 @@ impl Access {
         ));
         if let Some(stamp) = stamp {
             let cached = CachedSession {
-                user_id: caller.user_id.clone(),
                 caller: caller.clone(),
                 expires_at_ms,
             };

@@ -1,14 +1,20 @@
 //! Answers kept in memory so that the common request never reaches the database: the
-//! serialized latest-operations array, authenticated sessions, and permissions' roles.
+//! serialized latest-operations array, authenticated sessions (and failed lookups), and
+//! permissions' roles.
 //!
-//! Everything cached belongs to one *generation*, stamped with the store's count of local
-//! writes and the number of changes the watcher has seen in the database. A request whose
-//! stamp differs from the generation's starts a new, empty one. So a write through this process
-//! is seen by the very next request, and a write by any other process (the command line on the
-//! same SQLite file, another replica on the same Postgres) within one watch interval. While the
-//! watcher cannot reach the database nothing is cached, so faults surface as they happen.
-//! Expiry is checked on every request, so an expired token is refused from the moment it
-//! expires.
+//! Each part of the cache depends on some kinds of data (`Kinds`): the latest array on
+//! operations, permissions on access (users, roles, permissions), sessions and failed lookups
+//! on sessions and access. A `Stamp` counts, per kind, this process's writes and the changes
+//! the watcher has seen in the database; a part holds what was read under one stamp, and a
+//! request whose stamp differs from it on the part's kinds finds that part empty (and starts
+//! it over when it stores). So a write through this process is seen by the very next request,
+//! one by any other process (the command line on the same SQLite file, another replica on the
+//! same Postgres) within one watch interval, and a write to operations leaves sessions and
+//! permissions cached. While the watcher cannot reach the database nothing is cached, so
+//! faults surface as they happen. Expiry is checked on every request, so an expired token is
+//! refused from the moment it expires.
+
+mod clock;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -20,26 +26,37 @@ use bytes::Bytes;
 
 use crate::access::Caller;
 use crate::config::ChangeDetection;
-use crate::store::{Observation, Store};
+use crate::store::{Kinds, Observation, Store};
+use clock::Clock;
 
 /// How often the database is polled for commits by other processes (SQLite, and Postgres in
 /// `poll` mode; in `notify` mode Postgres pushes them).
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
-/// More sessions than this and the session cache starts over: a bound on memory.
-const MAX_SESSIONS: usize = 100_000;
+/// Sessions kept at most; past it, the least recently used give way (`Clock`). Enough for
+/// 120 000 distinct sessions read in turn to stay cached; about 400 bytes each (the key twice,
+/// the caller, its roles), so about 80 MB when full.
+pub const MAX_SESSIONS: usize = 200_000;
 
-/// More remembered failed lookups than this and they start over: a bound on memory (about
-/// 40 bytes each) that a flood of wrong tokens cannot raise.
+/// Failed lookups kept at most (about 100 bytes each), evicted the same way: a flood of wrong
+/// tokens cannot raise the memory, only push its own older entries out.
 const MAX_MISSES: usize = 50_000;
 
-/// Which generation a request belongs to: (local writes, database changes seen).
-type Stamp = (u64, u64);
+/// Per kind of data, this process's writes plus the changes the watcher has seen: a request
+/// reads under the stamp it took before reaching the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp([u64; Kinds::COUNT]);
+
+impl Stamp {
+    /// Whether nothing of `kinds` changed between the two stamps.
+    fn agrees(&self, other: &Stamp, kinds: Kinds) -> bool {
+        kinds.indices().all(|i| self.0[i] == other.0[i])
+    }
+}
 
 /// A session that authenticated, and until when it does.
 #[derive(Debug, Clone)]
 pub struct CachedSession {
-    pub user_id: String,
     pub caller: Arc<Caller>,
     pub expires_at_ms: Option<i64>,
 }
@@ -68,26 +85,70 @@ impl std::hash::Hasher for DigestHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
-#[derive(Default)]
-struct Generation {
-    stamp: Stamp,
-    latest: Option<Bytes>,
-    /// By sha256 of the token.
-    sessions: HashMap<[u8; 32], Arc<CachedSession>, DigestHash>,
-    permissions: HashMap<String, Arc<[String]>>,
-    /// (token digest, hash of the user id) pairs that did not authenticate. Any write starts a
-    /// new generation without them, so a token issued through this process works at once and
-    /// one issued elsewhere within the watcher's bound.
-    misses: std::collections::HashSet<([u8; 32], u64), DigestHash>,
+/// Authenticated sessions by sha256 of the token, and the (token digest, hash of the user id)
+/// pairs that did not authenticate. A change to sessions or access empties both, so a token
+/// issued through this process works at once and one issued elsewhere within the watcher's
+/// bound.
+struct Sessions {
+    found: Clock<[u8; 32], Arc<CachedSession>, DigestHash>,
+    misses: Clock<([u8; 32], u64), (), DigestHash>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            found: Clock::new(MAX_SESSIONS),
+            misses: Clock::new(MAX_MISSES),
+        }
+    }
+}
+
+/// One part of the cache: what was read under `stamp`, valid while `kinds` do not change.
+struct Part<T> {
+    kinds: Kinds,
+    held: RwLock<(Stamp, T)>,
+}
+
+impl<T: Default> Part<T> {
+    fn new(kinds: Kinds) -> Self {
+        Part {
+            kinds,
+            held: RwLock::new((Stamp::default(), T::default())),
+        }
+    }
+
+    fn read<R>(&self, stamp: Stamp, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
+        if held.0.agrees(&stamp, self.kinds) {
+            f(&held.1)
+        } else {
+            None
+        }
+    }
+
+    /// Stores into the part for `stamp`, read before the database was, unless `now` (the
+    /// current stamp) says the data changed since.
+    fn write(&self, now: Option<Stamp>, stamp: Stamp, f: impl FnOnce(&mut T)) {
+        if !now.is_some_and(|now| now.agrees(&stamp, self.kinds)) {
+            return;
+        }
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
+        if !held.0.agrees(&stamp, self.kinds) {
+            *held = (stamp, T::default());
+        }
+        f(&mut held.1);
+    }
 }
 
 pub struct Cache {
     store: Store,
-    /// Changes the watcher has seen in the database.
-    remote_changes: AtomicU64,
+    /// Changes the watcher has seen in the database, per kind.
+    remote_changes: [AtomicU64; Kinds::COUNT],
     /// False while the watcher cannot reach the database: nothing is cached then.
     watching: AtomicBool,
-    generation: RwLock<Generation>,
+    latest: Part<Option<Bytes>>,
+    sessions: Part<Sessions>,
+    permissions: Part<HashMap<String, Arc<[String]>>>,
 }
 
 impl Cache {
@@ -96,9 +157,11 @@ impl Cache {
     pub fn new(store: Store, detection: ChangeDetection) -> Arc<Self> {
         let cache = Arc::new(Cache {
             store: store.clone(),
-            remote_changes: AtomicU64::new(0),
+            remote_changes: Default::default(),
             watching: AtomicBool::new(false),
-            generation: RwLock::new(Generation::default()),
+            latest: Part::new(Kinds::OPERATIONS),
+            sessions: Part::new(Kinds::SESSIONS | Kinds::ACCESS),
+            permissions: Part::new(Kinds::ACCESS),
         });
         tokio::spawn(watch(store, detection, Arc::downgrade(&cache)));
         cache
@@ -107,82 +170,61 @@ impl Cache {
     /// The stamp a request reads under; `None` when nothing may be cached.
     pub fn stamp(&self) -> Option<Stamp> {
         self.watching.load(Ordering::Acquire).then(|| {
-            (
-                self.store.local_writes(),
-                self.remote_changes.load(Ordering::Acquire),
-            )
+            Stamp(std::array::from_fn(|i| {
+                self.store.local_writes(Kinds::EACH[i])
+                    + self.remote_changes[i].load(Ordering::Acquire)
+            }))
         })
     }
 
-    fn read<T>(&self, stamp: Stamp, f: impl FnOnce(&Generation) -> Option<T>) -> Option<T> {
-        let generation = self.generation.read().unwrap_or_else(|e| e.into_inner());
-        if generation.stamp == stamp {
-            f(&generation)
-        } else {
-            None
+    fn count_remote(&self, kinds: Kinds) {
+        for i in kinds.indices() {
+            self.remote_changes[i].fetch_add(1, Ordering::AcqRel);
         }
-    }
-
-    /// Stores into the generation of `stamp`, read before the database was: if the data changed
-    /// since, the current stamp differs and nothing is stored.
-    fn write(&self, stamp: Stamp, f: impl FnOnce(&mut Generation)) {
-        if self.stamp() != Some(stamp) {
-            return;
-        }
-        let mut generation = self.generation.write().unwrap_or_else(|e| e.into_inner());
-        if generation.stamp != stamp {
-            *generation = Generation {
-                stamp,
-                ..Generation::default()
-            };
-        }
-        f(&mut generation);
     }
 
     pub fn latest(&self, stamp: Stamp) -> Option<Bytes> {
-        self.read(stamp, |g| g.latest.clone())
+        self.latest.read(stamp, |latest| latest.clone())
     }
 
     pub fn put_latest(&self, stamp: Stamp, body: Bytes) {
-        self.write(stamp, |g| g.latest = Some(body));
+        self.latest
+            .write(self.stamp(), stamp, |latest| *latest = Some(body));
     }
 
     pub fn session(&self, stamp: Stamp, token_digest: &[u8; 32]) -> Option<Arc<CachedSession>> {
-        self.read(stamp, |g| g.sessions.get(token_digest).cloned())
+        self.sessions
+            .read(stamp, |s| s.found.get(token_digest).cloned())
     }
 
     pub fn put_session(&self, stamp: Stamp, token_digest: [u8; 32], session: CachedSession) {
-        self.write(stamp, |g| {
-            if g.sessions.len() >= MAX_SESSIONS {
-                g.sessions.clear();
-            }
-            g.sessions.insert(token_digest, Arc::new(session));
+        self.sessions.write(self.stamp(), stamp, |s| {
+            s.found.insert(token_digest, Arc::new(session));
         });
     }
 
-    /// Whether this user id and token failed to authenticate in this generation.
+    /// Whether this user id and token failed to authenticate since sessions and access last
+    /// changed.
     pub fn known_miss(&self, stamp: Stamp, token_digest: &[u8; 32], user_id: &str) -> bool {
         let key = (*token_digest, user_hash(user_id));
-        self.read(stamp, |g| g.misses.contains(&key).then_some(()))
+        self.sessions
+            .read(stamp, |s| s.misses.get(&key).copied())
             .is_some()
     }
 
     pub fn put_miss(&self, stamp: Stamp, token_digest: [u8; 32], user_id: &str) {
-        self.write(stamp, |g| {
-            if g.misses.len() >= MAX_MISSES {
-                g.misses.clear();
-            }
-            g.misses.insert((token_digest, user_hash(user_id)));
+        self.sessions.write(self.stamp(), stamp, |s| {
+            s.misses.insert((token_digest, user_hash(user_id)), ());
         });
     }
 
     pub fn permission(&self, stamp: Stamp, id: &str) -> Option<Arc<[String]>> {
-        self.read(stamp, |g| g.permissions.get(id).cloned())
+        self.permissions.read(stamp, |p| p.get(id).cloned())
     }
 
     pub fn put_permission(&self, stamp: Stamp, id: &str, roles: Arc<[String]>) {
-        self.write(stamp, |g| {
-            g.permissions.insert(id.to_owned(), roles);
+        self.permissions.write(self.stamp(), stamp, |p| {
+            p.insert(id.to_owned(), roles);
         });
     }
 }
@@ -207,13 +249,13 @@ async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
             };
             match observation {
                 Observation::Unchanged => {}
-                Observation::Changed => {
-                    cache.remote_changes.fetch_add(1, Ordering::AcqRel);
+                Observation::Changed(kinds) => {
+                    cache.count_remote(kinds);
                     cache.watching.store(true, Ordering::Release);
                 }
                 Observation::Unreachable => {
                     cache.watching.store(false, Ordering::Release);
-                    cache.remote_changes.fetch_add(1, Ordering::AcqRel);
+                    cache.count_remote(Kinds::ALL);
                 }
             }
             ControlFlow::Continue(())
@@ -225,24 +267,79 @@ async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_failed_lookup_is_remembered_for_its_generation_only() {
-        let store = Store::connect_lazy("sqlite::memory:").unwrap();
+    /// A cache over an empty SQLite file, live (the watcher took its first look).
+    async fn live_cache() -> (Arc<Cache>, Stamp, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cache.db").display());
+        let store = Store::open(&url).await.unwrap();
         let cache = Cache::new(store, ChangeDetection::Notify);
-        // The watcher's first look marks the cache live.
         let stamp = loop {
             if let Some(stamp) = cache.stamp() {
                 break stamp;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
+        (cache, stamp, dir)
+    }
+
+    fn bumped(stamp: Stamp, kinds: Kinds) -> Stamp {
+        let mut next = stamp;
+        for i in kinds.indices() {
+            next.0[i] += 1;
+        }
+        next
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_remembered_until_sessions_or_access_change() {
+        let (cache, stamp, _dir) = live_cache().await;
         let digest = [7u8; 32];
         assert!(!cache.known_miss(stamp, &digest, "u1"));
         cache.put_miss(stamp, digest, "u1");
         assert!(cache.known_miss(stamp, &digest, "u1"));
         assert!(!cache.known_miss(stamp, &digest, "u2"), "another user id");
         assert!(!cache.known_miss(stamp, &[8u8; 32], "u1"), "another token");
-        let next = (stamp.0 + 1, stamp.1);
-        assert!(!cache.known_miss(next, &digest, "u1"), "another generation");
+        let operations = bumped(stamp, Kinds::OPERATIONS);
+        assert!(cache.known_miss(operations, &digest, "u1"), "operations");
+        for kinds in [Kinds::SESSIONS, Kinds::ACCESS] {
+            let next = bumped(stamp, kinds);
+            assert!(!cache.known_miss(next, &digest, "u1"), "{kinds:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_part_is_emptied_by_the_kinds_it_depends_on_only() {
+        let (cache, stamp, _dir) = live_cache().await;
+        let caller = Arc::new(Caller::new("u".into(), "u".into(), vec![]));
+        let session = CachedSession {
+            caller,
+            expires_at_ms: None,
+        };
+        cache.put_session(stamp, [1; 32], session);
+        cache.put_permission(stamp, "p", Arc::from(vec!["admin".to_owned()]));
+        cache.put_latest(stamp, Bytes::from_static(b"[]"));
+        let parts = |s: Stamp| {
+            [
+                cache.latest(s).is_some(),
+                cache.session(s, &[1; 32]).is_some(),
+                cache.permission(s, "p").is_some(),
+            ]
+        };
+        assert_eq!(parts(stamp), [true, true, true]);
+        assert_eq!(parts(bumped(stamp, Kinds::OPERATIONS)), [false, true, true]);
+        assert_eq!(parts(bumped(stamp, Kinds::SESSIONS)), [true, false, true]);
+        assert_eq!(parts(bumped(stamp, Kinds::ACCESS)), [true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn a_stamp_older_than_the_data_stores_nothing() {
+        let (cache, stamp, _dir) = live_cache().await;
+        cache.count_remote(Kinds::OPERATIONS);
+        cache.put_latest(stamp, Bytes::from_static(b"[]"));
+        let now = cache.stamp().unwrap();
+        assert!(cache.latest(stamp).is_none() && cache.latest(now).is_none());
+        // Another kind's change does not stop it.
+        cache.put_permission(stamp, "p", Arc::from(vec![]));
+        assert!(cache.permission(now, "p").is_some());
     }
 }

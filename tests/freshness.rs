@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use common::{Answer, Login, TestApp, TestDb};
 use importops::config::{ChangeDetection, Settings};
 use importops::domain::auth::TokenKind;
-use importops::domain::secrets::{hash_token, new_raw_token};
+use importops::domain::secrets::{hash_token, new_raw_token, token_digest};
 use importops::domain::time::now_ms;
 use importops::store::NewSession;
 
@@ -30,6 +30,7 @@ on_both_backends!(
     a_token_revoked_elsewhere_is_refused_within_a_second_when_polling,
     an_operation_written_elsewhere_is_served_within_a_second_when_polling,
     a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
+    writes_to_operations_leave_sessions_and_permissions_cached,
 );
 
 #[tokio::test]
@@ -284,4 +285,46 @@ async fn a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_el
     assert_eq!(one.get(ENDPOINT, Some(&early)).await.status, StatusCode::OK);
     let seen = time_until(&two, &early, |a| a.status == StatusCode::OK).await;
     assert!(seen < BOUND, "{seen:?}");
+}
+
+/// Operations written here and by another process leave the cached sessions and permissions
+/// in place (only the latest array is read again); a change to sessions empties them.
+async fn writes_to_operations_leave_sessions_and_permissions_cached(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let cache = &app.state.cache;
+    let digest = token_digest(&admin.token);
+    let session_cached = || {
+        let stamp = cache.stamp().expect("the watcher is live");
+        cache.session(stamp, &digest).is_some()
+    };
+    let permission_cached = || {
+        let stamp = cache.stamp().expect("the watcher is live");
+        cache.permission(stamp, "view-import-operations").is_some()
+    };
+    let latest_cached = || cache.latest(cache.stamp().unwrap()).is_some();
+    assert!(session_cached() && permission_cached() && latest_cached());
+
+    let newer = common::operation(&common::meteor_id(2), "2030-01-01T00:00:00.000Z");
+    app.load(&serde_json::json!([newer]).to_string()).await;
+    assert!(!latest_cached(), "the latest array is read again");
+    assert!(
+        session_cached() && permission_cached(),
+        "a local write to operations"
+    );
+
+    let newest = common::operation(&common::meteor_id(3), "2031-01-01T00:00:00.000Z");
+    let file = write_file(&serde_json::json!([newest]).to_string());
+    importops(&db, &["ops", "load", file.path().to_str().unwrap()]);
+    let seen = time_until(&app, &admin, |a| a.body.contains(&common::meteor_id(3))).await;
+    assert!(seen < BOUND, "{seen:?}");
+    // Past the watcher's look at the other process's write, and at this process's own.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        session_cached() && permission_cached(),
+        "a write to operations by another process"
+    );
+
+    app.another_token(&admin).await;
+    assert!(!session_cached(), "a change to sessions empties them");
+    assert!(permission_cached(), "but not the permissions");
 }

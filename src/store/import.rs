@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::operations::{count_rows, write_operation_stream};
 use super::users::{email_key, insert_roles};
 use super::{
-    CHUNK_ROWS, Conflict, ConflictKind, LoadReport, OperationChunks, Store, StoreError,
+    CHUNK_ROWS, Conflict, ConflictKind, Kinds, LoadReport, OperationChunks, Store, StoreError,
     StreamError, encode_list, in_write, insert_values, parameter_list, unique_violation,
 };
 use crate::domain::auth::TokenKind;
@@ -103,7 +103,8 @@ impl Store {
             .flat_map(|u| u.tokens.iter().map(move |t| (u.id.as_str(), t)))
             .collect();
 
-        in_write!(self, |tx| -> StreamError<E> {
+        // Users, their sessions, permissions and operations: every kind.
+        in_write!(self, Kinds::ALL, |tx| -> StreamError<E> {
             insert_roles!(tx, roles.into_iter().collect());
 
             // A username held by a local user that the export does not describe: refuse it all.

@@ -9,6 +9,7 @@
 //! "unavailable". Errors leave as `StoreError`, which says whether the database was
 //! unreachable, so the HTTP layer can answer 503 without seeing SQL.
 
+mod changes;
 mod file_identity;
 mod import;
 mod operations;
@@ -23,6 +24,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+pub use changes::Kinds;
 
 use crate::domain::auth::TokenKind;
 use crate::domain::operation::Operation;
@@ -221,9 +224,9 @@ impl LoadReport {
 pub struct Store {
     engine: Engine,
     /// Bumped after every write through this process's stores (by `in_write!`, the one path
-    /// writes take), so that caches in this process see their own changes on the very next
-    /// request.
-    writes: Arc<AtomicU64>,
+    /// writes take), once per kind of data the write touches (`Kinds`), so that caches in this
+    /// process see their own changes on the very next request, and keep what did not change.
+    writes: Arc<[AtomicU64; Kinds::COUNT]>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,10 +240,22 @@ enum Engine {
 pub enum Observation {
     /// Nothing was committed since the last look.
     Unchanged,
-    /// Something was committed (or may have been: a lost connection counts as a change).
-    Changed,
+    /// Something was committed to these kinds of data (or may have been: a lost connection
+    /// counts as a change to all).
+    Changed(Kinds),
     /// The database could not be reached.
     Unreachable,
+}
+
+impl Observation {
+    /// `Changed(kinds)`, or `Unchanged` when that is no kind.
+    fn of(kinds: Kinds) -> Self {
+        if kinds.is_empty() {
+            Observation::Unchanged
+        } else {
+            Observation::Changed(kinds)
+        }
+    }
 }
 
 /// Runs `$body` with `$pool` bound to the store's pool. The body is written once and
@@ -261,14 +276,15 @@ macro_rules! with_pool {
 }
 
 /// Runs `$body` inside one write transaction bound to `$tx`, commits it, and counts the write
-/// whatever the outcome. Every statement that writes runs inside this macro: it is the one
-/// path that tells this process's cache about its own writes. A `?` in the body rolls back.
+/// against the kinds of data it touches (`$kinds`, the tables it writes) whatever the outcome.
+/// Every statement that writes runs inside this macro: it is the one path that tells this
+/// process's cache about its own writes. A `?` in the body rolls back.
 macro_rules! in_write {
-    ($store:expr, |$tx:ident| $body:expr) => {
-        $crate::store::in_write!($store, |$tx| -> $crate::store::StoreError { $body })
+    ($store:expr, $kinds:expr, |$tx:ident| $body:expr) => {
+        $crate::store::in_write!($store, $kinds, |$tx| -> $crate::store::StoreError { $body })
     };
     // With the error type the body returns (one that `StoreError` and `sqlx::Error` convert to).
-    ($store:expr, |$tx:ident| -> $error:ty $body:block) => {{
+    ($store:expr, $kinds:expr, |$tx:ident| -> $error:ty $body:block) => {{
         let store: &$crate::store::Store = &$store;
         let result: Result<_, $error> = match &store.engine {
             $crate::store::Engine::Sqlite(db) => {
@@ -290,7 +306,7 @@ macro_rules! in_write {
                 .await
             }
         };
-        store.count_write();
+        store.count_write($kinds);
         result
     }};
 }
@@ -347,7 +363,7 @@ impl Store {
         };
         Ok(Store {
             engine,
-            writes: Arc::new(AtomicU64::new(0)),
+            writes: Arc::default(),
         })
     }
 
@@ -363,13 +379,19 @@ impl Store {
         with_pool!(self, |pool| (pool.size(), pool.num_idle()))
     }
 
-    /// How many writes this process has made through this store and its clones.
-    pub fn local_writes(&self) -> u64 {
-        self.writes.load(Ordering::Acquire)
+    /// How many writes this process has made through this store and its clones to any of
+    /// `kinds` (a write to two of them counts twice).
+    pub fn local_writes(&self, kinds: Kinds) -> u64 {
+        kinds
+            .indices()
+            .map(|i| self.writes[i].load(Ordering::Acquire))
+            .sum()
     }
 
-    fn count_write(&self) {
-        self.writes.fetch_add(1, Ordering::Release);
+    fn count_write(&self, kinds: Kinds) {
+        for i in kinds.indices() {
+            self.writes[i].fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Watches the database for commits by anyone, reporting each look to `report` until it

@@ -1,7 +1,9 @@
 //! Import operations: documents kept as JSON text (so both backends return the same bytes),
 //! with the fields that queries sort and filter on in columns of their own.
 
-use super::{LoadReport, OperationChunks, Store, StoreError, StreamError, in_write, with_pool};
+use super::{
+    Kinds, LoadReport, OperationChunks, Store, StoreError, StreamError, in_write, with_pool,
+};
 use crate::domain::operation::Operation;
 
 /// Inserts or replaces one chunk of operations by `_id`, in their order, inside a write
@@ -103,7 +105,7 @@ impl Store {
         invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
         then_insert: Option<&Operation>,
     ) -> Result<u64, StoreError> {
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::OPERATIONS, |tx| {
             // Concurrent calls would each read the same valid operations and each insert one.
             if let Some(sql) = super::serialize_operations(&tx) {
                 sqlx::query(sql).execute(&mut *tx).await?;
@@ -141,7 +143,7 @@ impl Store {
         id: &str,
         revise: &(dyn Fn(Option<&str>) -> Result<Operation, String> + Sync),
     ) -> Result<Operation, StreamError<String>> {
-        in_write!(self, |tx| -> StreamError<String> {
+        in_write!(self, Kinds::OPERATIONS, |tx| -> StreamError<String> {
             loop {
                 // The UPDATE takes the row's lock on Postgres (`SELECT .. FOR UPDATE` is not
                 // SQLite's), where SQLite's `BEGIN IMMEDIATE` already holds the database's.
@@ -192,7 +194,7 @@ impl Store {
     /// Inserts or replaces operations by `_id`, all or nothing. A replaced operation keeps its
     /// place in the stored order. The ids must be distinct (callers check).
     pub async fn upsert_operations(&self, ops: &[Operation]) -> Result<LoadReport, StoreError> {
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::OPERATIONS, |tx| {
             let before = count_rows!(tx, "import_operations");
             for chunk in ops.chunks(super::CHUNK_ROWS) {
                 write_operations!(tx, chunk);
@@ -208,13 +210,13 @@ impl Store {
         &self,
         chunks: OperationChunks<E>,
     ) -> Result<LoadReport, StreamError<E>> {
-        in_write!(self, |tx| -> StreamError<E> {
+        in_write!(self, Kinds::OPERATIONS, |tx| -> StreamError<E> {
             write_operation_stream!(tx, chunks)
         })
     }
 
     pub async fn remove_operation(&self, id: &str) -> Result<bool, StoreError> {
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::OPERATIONS, |tx| {
             sqlx::query("DELETE FROM import_operations WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)

@@ -2,7 +2,8 @@
 
 use super::users::insert_roles;
 use super::{
-    CHUNK_ROWS, Store, StoreError, decode_list, encode_list, in_write, insert_values, with_pool,
+    CHUNK_ROWS, Kinds, Store, StoreError, decode_list, encode_list, in_write, insert_values,
+    with_pool,
 };
 use crate::domain::permission::{DEFAULT_PERMISSIONS, DEFAULT_ROLES};
 use crate::domain::time::now_ms;
@@ -33,7 +34,7 @@ impl Store {
                 (*id, encode_list(&roles))
             })
             .collect();
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS, |tx| {
             insert_roles!(tx, DEFAULT_ROLES.to_vec());
             for chunk in permissions.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
@@ -106,7 +107,7 @@ impl Store {
         changes: &[(String, Vec<String>)],
     ) -> Result<u64, StoreError> {
         let now = now_ms();
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS, |tx| {
             let mut changed = 0;
             for (id, roles) in changes {
                 insert_roles!(tx, roles.iter().map(String::as_str).collect());

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 use tokio::time::timeout;
 
-use super::{HEARTBEAT, HEARTBEAT_TIMEOUT, Observation, StoreError, Waits};
+use super::changes::{self, Counters};
+use super::{HEARTBEAT, HEARTBEAT_TIMEOUT, Kinds, Observation, StoreError, Waits};
 use crate::config::ChangeDetection;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -216,7 +217,8 @@ impl PostgresDb {
     }
 
     /// Listens on the channel that the tables' triggers notify (see the migrations). A
-    /// notification arrives only once its transaction has committed. When none came for
+    /// notification arrives only once its transaction has committed, and names the table
+    /// written, hence the kind of data that changed. When none came for
     /// `HEARTBEAT`, a `SELECT 1` on the same connection proves it live: a connection that went
     /// silent (packets dropped, no reset) would otherwise wait for notifications for ever.
     async fn listen_for_changes(
@@ -245,14 +247,16 @@ impl PostgresDb {
                 }
             };
             // Anything may have been committed while no one listened.
-            let mut observation = Observation::Changed;
+            let mut observation = Observation::Changed(Kinds::ALL);
             while observation != Observation::Unreachable {
                 if report(observation).is_break() {
                     return;
                 }
                 // `try_recv` is cancel-safe: a timeout loses no notification.
                 observation = match timeout(HEARTBEAT, listener.try_recv()).await {
-                    Ok(Ok(Some(_))) => Observation::Changed,
+                    Ok(Ok(Some(notification))) => {
+                        Observation::Changed(Kinds::of_table(notification.payload()))
+                    }
                     // The connection was lost: notifications may have been missed.
                     Ok(Ok(None) | Err(_)) => Observation::Unreachable,
                     Err(_quiet) => {
@@ -273,28 +277,24 @@ impl PostgresDb {
 
     /// Reads the change counters (migration 0011) every `interval`: one cheap statement, in
     /// the simple protocol (no prepared statement), that works through any connection pooler
-    /// and is also the heartbeat.
+    /// and is also the heartbeat. The counters that moved name the kinds that changed.
     async fn poll_changes(
         &self,
         interval: Duration,
         mut report: impl FnMut(Observation) -> ControlFlow<()> + Send,
     ) {
-        let mut last: Option<(i64, i64, i64)> = None;
+        let mut last: Option<Counters> = None;
         loop {
             let read = timeout(HEARTBEAT_TIMEOUT, async {
-                let row = sqlx::raw_sql(
-                    "SELECT operations, sessions, access FROM change_counters WHERE id = 1",
-                )
-                .fetch_one(&self.watch_pool)
-                .await?;
-                Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+                let row = sqlx::raw_sql(changes::READ_COUNTERS)
+                    .fetch_one(&self.watch_pool)
+                    .await?;
+                changes::decode(&row)
             })
             .await;
             let observation = match read {
-                Ok(Ok(counters)) if last == Some(counters) => Observation::Unchanged,
                 Ok(Ok(counters)) => {
-                    last = Some(counters);
-                    Observation::Changed
+                    Observation::of(changes::moved(last.replace(counters), counters))
                 }
                 _ => {
                     last = None;

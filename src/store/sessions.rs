@@ -1,7 +1,7 @@
 //! Login tokens and personal access tokens; only a token's hash is ever stored.
 
 use super::{
-    ConflictKind, Store, StoreError, decode_kind, decode_list, in_write, unique_violation,
+    ConflictKind, Kinds, Store, StoreError, decode_kind, decode_list, in_write, unique_violation,
     with_pool,
 };
 use crate::domain::auth::{Session, TokenKind};
@@ -82,7 +82,7 @@ struct SessionInfoRow {
 
 impl Store {
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::SESSIONS, |tx| {
             sqlx::query(
                 "INSERT INTO sessions (user_id, hashed_token, kind, name, issued_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -176,7 +176,7 @@ impl Store {
                 Some(hash),
             ),
         };
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::SESSIONS, |tx| {
             let mut query = sqlx::query(sql).bind(user_id);
             if let Some(arg) = arg {
                 query = query.bind(arg);

@@ -1,6 +1,6 @@
 //! What only SQLite does: one file in WAL mode (readers never wait for the writer), write
 //! transactions that take the lock at once, and a change watcher that polls
-//! `PRAGMA data_version`.
+//! `PRAGMA data_version`, then the change counters when it moved.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -17,8 +17,9 @@ use sqlx::{
     TransactionManager,
 };
 
+use super::changes::{self, Counters};
 use super::file_identity::WatchedFile;
-use super::{Observation, StoreError};
+use super::{Kinds, Observation, StoreError};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -200,8 +201,10 @@ impl SqliteDb {
     }
 
     /// Polls `PRAGMA data_version` on a connection of its own: its value changes whenever
-    /// another connection, in this process or another, commits to the database file. A file
-    /// removed or replaced at the path is reported unreachable from then on.
+    /// another connection, in this process or another, commits to the database file. When it
+    /// moved, the change counters (migration 0011) say which kinds of data changed: this
+    /// process's own writes move it too, and must not send every cached kind back to the
+    /// database. A file removed or replaced at the path is reported unreachable from then on.
     pub(super) async fn watch_changes(
         &self,
         interval: Duration,
@@ -209,16 +212,21 @@ impl SqliteDb {
     ) {
         let mut conn: Option<SqliteConnection> = None;
         let mut last: Option<i64> = None;
+        let mut counters: Option<Counters> = None;
         loop {
-            let observation = match self.data_version(&mut conn).await {
-                Ok(version) if last == Some(version) => Observation::Unchanged,
-                Ok(version) => {
+            let observation = match self.look(&mut conn, last).await {
+                Ok((version, None)) => {
                     last = Some(version);
-                    Observation::Changed
+                    Observation::Unchanged
+                }
+                Ok((version, Some(now))) => {
+                    last = Some(version);
+                    Observation::of(changes::moved(counters.replace(now), now))
                 }
                 Err(_) => {
                     conn = None;
                     last = None;
+                    counters = None;
                     Observation::Unreachable
                 }
             };
@@ -229,7 +237,13 @@ impl SqliteDb {
         }
     }
 
-    async fn data_version(&self, conn: &mut Option<SqliteConnection>) -> Result<i64, sqlx::Error> {
+    /// The data version, and the counters if it differs from `last`. An in-memory database
+    /// has no counters the watcher's own connection could see: any move counts for all kinds.
+    async fn look(
+        &self,
+        conn: &mut Option<SqliteConnection>,
+        last: Option<i64>,
+    ) -> Result<(i64, Option<Counters>), sqlx::Error> {
         if !self.present() {
             return Err(gone());
         }
@@ -237,10 +251,21 @@ impl SqliteDb {
             Some(c) => c,
             None => conn.insert(self.options.connect().await?),
         };
-        tokio::time::timeout(
-            BUSY_TIMEOUT,
-            sqlx::query_scalar("PRAGMA data_version").fetch_one(conn),
-        )
+        tokio::time::timeout(BUSY_TIMEOUT, async {
+            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut *conn)
+                .await?;
+            if last == Some(version) {
+                return Ok((version, None));
+            }
+            let counters = if self.file.is_some() {
+                changes::decode(&sqlx::query(changes::READ_COUNTERS).fetch_one(conn).await?)?
+            } else {
+                // Distinct each time, so that every move reads as a change to all.
+                [version; Kinds::COUNT]
+            };
+            Ok((version, Some(counters)))
+        })
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)?
     }

@@ -4,7 +4,7 @@
 //! each one lower-cased, the key that makes addresses unique and finds a user by one.
 
 use super::{
-    ConflictKind, Store, StoreError, decode_list, encode_list, in_write, unique_violation,
+    ConflictKind, Kinds, Store, StoreError, decode_list, encode_list, in_write, unique_violation,
     with_pool,
 };
 use crate::domain::time::now_ms;
@@ -92,7 +92,7 @@ impl Store {
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
         let now = now_ms();
         let emails = serde_json::to_string(&user.emails).expect("e-mails are always JSON");
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS, |tx| {
             insert_roles!(tx, user.roles.iter().map(String::as_str).collect());
             sqlx::query(
                 "INSERT INTO users (id, username, name, active, roles, emails, password_bcrypt, \
@@ -236,7 +236,7 @@ impl Store {
     }
 
     async fn delete_user(&self, sql: &'static str, key: &str) -> Result<bool, StoreError> {
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS | Kinds::SESSIONS, |tx| {
             sqlx::query(sql)
                 .bind(key)
                 .execute(&mut *tx)
@@ -250,7 +250,7 @@ impl Store {
     /// and personal, as Rocket.Chat's `unsetLoginTokens` does, so reactivating revives none.
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
         let now = now_ms();
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS | Kinds::SESSIONS, |tx| {
             let found =
                 sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE username = $3")
                     .bind(active)
@@ -280,7 +280,7 @@ impl Store {
         roles: &[String],
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        in_write!(self, |tx| {
+        in_write!(self, Kinds::ACCESS, |tx| {
             insert_roles!(tx, roles.iter().map(String::as_str).collect());
             sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3")
                 .bind(encode_list(roles))
