@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use common::{Login, TestApp, TestDb, meteor_id};
@@ -975,12 +975,8 @@ async fn a_hundred_thousand_operations_on_sqlite() {
     assert_eq!(store.count_operations().await.unwrap(), MANY as i64);
     let latest = store.latest_operations(1).await.unwrap();
     assert!(latest[0].contains(&format!("{:024x}", 0x6000_0000_u64 + MANY as u64 - 1)));
-    // The bound is for release builds (10 s); a debug build gets more room.
-    let bound = if cfg!(debug_assertions) { 60 } else { 10 };
-    assert!(
-        elapsed < Duration::from_secs(bound),
-        "{MANY} operations took {elapsed:?}"
-    );
+    // How long it took is printed, not asserted: timings belong to the benchmark
+    // (bench/ops_load_memory.py measures imports), not to a test on a shared machine.
 
     // Again, replacing every one of them.
     let started = Instant::now();
