@@ -98,7 +98,7 @@ pub struct Settings {
     #[arg(long, env = "IMPORTOPS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Password hashes (logins, users.create) computed at once (0: half the cores, at least
-    /// one); a login that finds them all busy for 100 ms gets 503
+    /// one); a login that finds them all busy for 2 s gets 503
     #[arg(long, env = "IMPORTOPS_PASSWORD_HASHING", default_value_t = defaults::PASSWORD_HASHING)]
     pub password_hashing: usize,
     /// How the cache learns of other processes' commits on Postgres: `notify` (LISTEN) or

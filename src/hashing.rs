@@ -4,7 +4,7 @@
 //! A login that finds every slot busy for longer than [`LOGIN_WAIT`] fails at once with 503
 //! instead of queueing, so a login flood cannot take the cores from the other requests
 //! (RELIABILITY.md, "login flood"). Creating a user waits for its slot. Each slot is a thread
-//! of its own at the lowest scheduling priority (nice 19), so that, when the cores are busy,
+//! of its own at the lowest scheduling priority (nice 10), so that, when the cores are busy,
 //! hashing gets what the requests leave.
 
 use std::sync::mpsc;
@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// How long a login waits for a slot before it is refused.
-pub const LOGIN_WAIT: Duration = Duration::from_millis(100);
+pub const LOGIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Every slot stayed busy.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ impl PasswordHashing {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let out = work();
-            // The slot is given back before the answer: at nice 19 this thread may wait long
+            // The slot is given back before the answer: at nice 10 this thread may wait long
             // for the core between the two, and the next login must not see the slot busy.
             drop(permit);
             let _ = done.send(out);
@@ -104,10 +104,12 @@ impl PasswordHashing {
     }
 }
 
-/// Puts the calling thread at nice 19 (where the system lets it; otherwise it stays).
+/// Puts the calling thread at nice 10 (where the system lets it; otherwise it stays).
 fn lowest_priority() {
     use thread_priority::{ThreadPriority, ThreadPriorityValue};
-    let lowest = ThreadPriorityValue::try_from(0u8).map(ThreadPriority::Crossplatform);
+    // 22 of 0..=99 is nice 10: a tenth of a core's time beside a busy request thread. At
+    // nice 10 (a seventieth) a few concurrent logins under read load outlasted their wait.
+    let lowest = ThreadPriorityValue::try_from(22u8).map(ThreadPriority::Crossplatform);
     if let Ok(lowest) = lowest
         && let Err(error) = thread_priority::set_current_thread_priority(lowest)
     {

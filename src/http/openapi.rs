@@ -1545,6 +1545,6 @@ answer!(
     /// 503 on every route that reads the database.
     DatabaseUnavailable = "The database cannot be reached (on Postgres also: no free \
         connection within 4 s, or a lock not granted within 1.5 s); on `login` and \
-        `users.create` also every password-hashing slot busy for 100 ms, with `Retry-After: 1`",
+        `users.create` also every password-hashing slot busy for 2 s, with `Retry-After: 1`",
     ServiceUnavailable
 );
