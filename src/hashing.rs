@@ -152,7 +152,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
-    async fn hashing_threads_run_at_nice_19() {
+    async fn hashing_threads_run_at_nice_10() {
         let hashing = PasswordHashing::new(1);
         let stat = hashing
             .run(None, || {
@@ -163,7 +163,7 @@ mod tests {
         // Fields after the command's closing parenthesis; nice is the 19th of the line.
         let rest = &stat[stat.rfind(')').unwrap() + 2..];
         let nice: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        assert_eq!(nice, 19, "{stat}");
+        assert_eq!(nice, 10, "{stat}");
     }
 
     #[test]
