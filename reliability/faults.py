@@ -525,6 +525,20 @@ class Cluster:
         return f"postgres://importops@{HOST}:{self.port}/{db}"
 
 
+def private_cluster(binary: Path, owner: RunAs, bindir: Path, tag: str):
+    """A work folder owned by `owner` with a copy of the binary and the fixture, and a started
+    private cluster holding an empty database `importops`."""
+    work = make_workdir(f"importops-{tag}-", owner)
+    exe = copy_binary(binary, work, owner)
+    fixture = copy_fixture(work, owner)
+    cluster = Cluster(bindir, owner, work)
+    cluster.init()
+    cluster.start()
+    cluster.run(str(bindir / "createdb"), "-h", HOST, "-p", str(cluster.port), "-U", "importops",
+                "importops")
+    return work, exe, fixture, cluster
+
+
 def down_note(out: Outcome, load: Load, t_down: float, t_up: float) -> None:
     """What the requests started while Postgres was certainly down (stop returned, start not
     yet run) got."""
@@ -562,14 +576,7 @@ def exp_postgres_lock(binary: Path, owner: RunAs, profile: Profile, hold: float)
         out.check("Postgres binaries (initdb, pg_ctl) found", False,
                   "none under /usr/lib/postgresql/*/bin; set PG_BINDIR")
         return out
-    work = make_workdir(f"importops-faults-{name}-", owner)
-    exe = copy_binary(binary, work, owner)
-    fixture = copy_fixture(work, owner)
-    cluster = Cluster(bindir, owner, work)
-    cluster.init()
-    cluster.start()
-    cluster.run(str(bindir / "createdb"), "-h", HOST, "-p", str(cluster.port), "-U", "importops",
-                "importops")
+    work, exe, fixture, cluster = private_cluster(binary, owner, bindir, f"faults-{name}")
     creds = prepare_database(exe, cluster.url(), owner, fixture)
     server = Server(exe, cluster.url(), free_port({cluster.port}), owner, work / "server.log")
     server.wait_ready()
@@ -612,14 +619,7 @@ def exp_postgres(binary: Path, owner: RunAs, profile: Profile, mode: str,
         out.check("Postgres binaries (initdb, pg_ctl) found", False,
                   "none under /usr/lib/postgresql/*/bin; set PG_BINDIR")
         return out
-    work = make_workdir(f"importops-faults-{name}-", owner)
-    exe = copy_binary(binary, work, owner)
-    fixture = copy_fixture(work, owner)
-    cluster = Cluster(bindir, owner, work)
-    cluster.init()
-    cluster.start()
-    cluster.run(str(bindir / "createdb"), "-h", HOST, "-p", str(cluster.port), "-U", "importops",
-                "importops")
+    work, exe, fixture, cluster = private_cluster(binary, owner, bindir, f"faults-{name}")
     out.notes.append(f"cluster {bindir.parent.name} on {HOST}:{cluster.port}")
     url = cluster.url()
     creds = prepare_database(exe, url, owner, fixture)

@@ -34,11 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    DEFAULT_BINARY, ENDPOINT, HOST, RESOURCES, KeepAlive, Result, RunAs, Server, copy_binary,
-    copy_fixture, free_port, install_cleanup, log, make_workdir, prepare_database, run_cli,
+    DEFAULT_BINARY, ENDPOINT, HOST, RESOURCES, KeepAlive, Result, RunAs, Server, free_port,
+    install_cleanup, log, prepare_database, run_cli,
     table,
 )
-from faults import Cluster, pg_bindir  # noqa: E402
+from faults import pg_bindir, private_cluster  # noqa: E402
 
 NEW_OPERATION = "PartitionWrite234"
 
@@ -125,14 +125,7 @@ def experiment(binary: Path, owner: RunAs, mode: str, partition: float) -> tuple
     bindir = pg_bindir()
     if bindir is None:
         raise SystemExit("error: no Postgres binaries (initdb, pg_ctl); set PG_BINDIR")
-    work = make_workdir(f"importops-partition-{mode}-", owner)
-    exe = copy_binary(binary, work, owner)
-    fixture = copy_fixture(work, owner)
-    cluster = Cluster(bindir, owner, work)
-    cluster.init()
-    cluster.start()
-    cluster.run(str(bindir / "createdb"), "-h", HOST, "-p", str(cluster.port), "-U", "importops",
-                "importops")
+    work, exe, fixture, cluster = private_cluster(binary, owner, bindir, f"partition-{mode}")
     direct = cluster.url()
     creds = prepare_database(exe, direct, owner, fixture)
     other = json.loads(run_cli(exe, direct, ["token", "issue", "admin", "--json"], owner))
