@@ -379,6 +379,14 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
+def print_checks(checks: list[tuple[str, bool, str]]) -> bool:
+    """Prints (name, held, figures) checks as a table; whether every one held."""
+    print()
+    print(table(["check", "result", "figures"],
+                [[name, "PASS" if good else "FAIL", detail] for name, good, detail in checks]))
+    return all(good for _, good, _ in checks)
+
+
 def fmt_counts(counts: dict) -> str:
     if not counts:
         return "-"

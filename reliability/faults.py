@@ -592,7 +592,7 @@ def exp_postgres_lock(binary: Path, owner: RunAs, profile: Profile, hold: float)
             out.notes.append(f"the lock was held {t_end - t_start:.2f} s")
             return t_start, t_end
 
-        load = run_with_load(out, server, creds, profile, inject)
+        run_with_load(out, server, creds, profile, inject)
         for kind in KINDS:
             worst = out.rows[kind]["max_latency_during"]
             out.check(f"{kind}: every request answered within {LOCK_ANSWER_BOUND:.0f} s "

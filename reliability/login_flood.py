@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     DEFAULT_BINARY, ENDPOINT, LOGIN, RESOURCES, KeepAlive, RunAs, Server, copy_binary,
-    copy_fixture, free_port, install_cleanup, log, make_workdir, prepare_database, table,
+    copy_fixture, free_port, install_cleanup, log, make_workdir, prepare_database, print_checks,
 )
 
 ADDRESSES = 2000
@@ -119,10 +119,7 @@ def main() -> int:
          set(flood["logins"]) <= {"401", "503"},
          f"{flood['logins']} ({flood['logins_per_s']:.0f}/s)"),
     ]
-    print()
-    print(table(["check", "result", "figures"],
-                [[name, "PASS" if good else "FAIL", detail] for name, good, detail in checks]))
-    ok = all(good for _, good, _ in checks)
+    ok = print_checks(checks)
     print("login_flood: " + ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     DEFAULT_BINARY, ENDPOINT, LOGIN, RESOURCES, KeepAlive, RunAs, Server, copy_binary,
-    copy_fixture, free_port, install_cleanup, log, make_workdir, prepare_database, run_cli, table,
+    copy_fixture, free_port, install_cleanup, log, make_workdir, prepare_database, run_cli, print_checks,
 )
 
 RATIO_BOUND = 0.8
@@ -111,10 +111,7 @@ def main() -> int:
          f"{sum(b for _, _, b in rows)} not 200"),
         (f"peak RSS <= {RSS_BOUND_MB} MB", rss <= RSS_BOUND_MB, f"{rss:.1f} MB"),
     ]
-    print()
-    print(table(["check", "result", "figures"],
-                [[name, "PASS" if good else "FAIL", detail] for name, good, detail in checks]))
-    ok = all(good for _, good, _ in checks)
+    ok = print_checks(checks)
     print("rate_limit_clients: " + ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

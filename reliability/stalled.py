@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    DEFAULT_BINARY, HOST, LIVEZ, RESOURCES, RunAs, Server, copy_binary, free_port,
-    install_cleanup, log, make_workdir, run_cli, table,
+    DEFAULT_BINARY, HOST, RESOURCES, RunAs, Server, copy_binary, free_port,
+    install_cleanup, log, make_workdir, run_cli, print_checks,
 )
 
 DESCRIPTORS = 1024
@@ -136,10 +136,7 @@ def main() -> int:
             ("the server still answers afterwards", after is not None and server.alive(),
              "-" if after is None else f"{after * 1000:.0f} ms"),
         ]
-        print()
-        print(table(["check", "result", "figures"],
-                    [[name, "PASS" if good else "FAIL", detail] for name, good, detail in checks]))
-        ok = all(good for _, good, _ in checks)
+        ok = print_checks(checks)
         for s in list(sent):
             s.close()
     finally:
