@@ -17,16 +17,17 @@
 mod clock;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::access::Caller;
 use crate::config::ChangeDetection;
-use crate::store::{Kinds, Observation, Store};
+use crate::store::{Kinds, Observation, Store, StoreError};
 use clock::Clock;
 
 /// How often the database is polled for commits by other processes (SQLite, and Postgres in
@@ -85,21 +86,24 @@ impl std::hash::Hasher for DigestHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
-/// Authenticated sessions by sha256 of the token, and the (token digest, hash of the user id)
-/// pairs that did not authenticate. A change to sessions or access empties both, so a token
-/// issued through this process works at once and one issued elsewhere within the watcher's
-/// bound.
-struct Sessions {
-    found: Clock<[u8; 32], Arc<CachedSession>, DigestHash>,
-    misses: Clock<([u8; 32], u64), (), DigestHash>,
-}
+/// Authenticated sessions by sha256 of the token. A change to sessions (one removed or
+/// changed) or to access empties them; a session added does not.
+struct Sessions(Clock<[u8; 32], Arc<CachedSession>, DigestHash>);
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions {
-            found: Clock::new(MAX_SESSIONS),
-            misses: Clock::new(MAX_MISSES),
-        }
+        Sessions(Clock::new(MAX_SESSIONS))
+    }
+}
+
+/// The (token digest, hash of the user id) pairs that did not authenticate. Any change to
+/// sessions or access empties them, a session added too, so a token issued through this
+/// process works at once and one issued elsewhere within the watcher's bound.
+struct Misses(Clock<([u8; 32], u64), (), DigestHash>);
+
+impl Default for Misses {
+    fn default() -> Self {
+        Misses(Clock::new(MAX_MISSES))
     }
 }
 
@@ -147,7 +151,12 @@ pub struct Cache {
     /// False while the watcher cannot reach the database: nothing is cached then.
     watching: AtomicBool,
     latest: Part<Option<Bytes>>,
+    /// The database read of the latest array in flight, with the stamp it was started under:
+    /// requests that miss under that stamp wait for its answer instead of each asking the
+    /// database (after every write, all the requests in flight miss at once).
+    latest_flight: Mutex<Option<(Stamp, LatestFlight)>>,
     sessions: Part<Sessions>,
+    misses: Part<Misses>,
     permissions: Part<HashMap<String, Arc<[String]>>>,
 }
 
@@ -160,7 +169,9 @@ impl Cache {
             remote_changes: Default::default(),
             watching: AtomicBool::new(false),
             latest: Part::new(Kinds::OPERATIONS),
+            latest_flight: Mutex::new(None),
             sessions: Part::new(Kinds::SESSIONS | Kinds::ACCESS),
+            misses: Part::new(Kinds::SESSIONS | Kinds::ACCESS | Kinds::NEW_SESSIONS),
             permissions: Part::new(Kinds::ACCESS),
         });
         tokio::spawn(watch(store, detection, Arc::downgrade(&cache)));
@@ -192,29 +203,70 @@ impl Cache {
             .write(self.stamp(), stamp, |latest| *latest = Some(body));
     }
 
+    /// The latest array read by `fetch`, once for all the requests that miss under one stamp:
+    /// the first starts the read and caches its answer, the others wait for it. When that read
+    /// fails or its request goes away, each waiter reads for itself (so a fault is reported to
+    /// every request, each within the store's own bounds).
+    pub async fn latest_or_fetch<F, Fut>(&self, stamp: Stamp, fetch: F) -> Result<Bytes, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, StoreError>>,
+    {
+        let (waiting, sender) = {
+            let mut flight = self.latest_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match &*flight {
+                Some((started, answer)) if started.agrees(&stamp, self.latest.kinds) => {
+                    (Some(answer.clone()), None)
+                }
+                _ => {
+                    let (sender, answer) = tokio::sync::watch::channel(None);
+                    *flight = Some((stamp, answer));
+                    (None, Some(sender))
+                }
+            }
+        };
+        if let Some(mut answer) = waiting {
+            let shared = answer
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|done| done.clone().flatten());
+            return match shared {
+                Some(body) => Ok(body),
+                None => fetch().await,
+            };
+        }
+        let result = fetch().await;
+        if let Ok(body) = &result {
+            self.put_latest(stamp, body.clone());
+        }
+        if let Some(sender) = sender {
+            sender.send_replace(Some(result.as_ref().ok().cloned()));
+        }
+        result
+    }
+
     pub fn session(&self, stamp: Stamp, token_digest: &[u8; 32]) -> Option<Arc<CachedSession>> {
         self.sessions
-            .read(stamp, |s| s.found.get(token_digest).cloned())
+            .read(stamp, |s| s.0.get(token_digest).cloned())
     }
 
     pub fn put_session(&self, stamp: Stamp, token_digest: [u8; 32], session: CachedSession) {
         self.sessions.write(self.stamp(), stamp, |s| {
-            s.found.insert(token_digest, Arc::new(session));
+            s.0.insert(token_digest, Arc::new(session));
         });
     }
 
     /// Whether this user id and token failed to authenticate since sessions and access last
-    /// changed.
+    /// changed (a session added included).
     pub fn known_miss(&self, stamp: Stamp, token_digest: &[u8; 32], user_id: &str) -> bool {
         let key = (*token_digest, user_hash(user_id));
-        self.sessions
-            .read(stamp, |s| s.misses.get(&key).copied())
-            .is_some()
+        self.misses.read(stamp, |m| m.0.get(&key).copied()).is_some()
     }
 
     pub fn put_miss(&self, stamp: Stamp, token_digest: [u8; 32], user_id: &str) {
-        self.sessions.write(self.stamp(), stamp, |s| {
-            s.misses.insert((token_digest, user_hash(user_id)), ());
+        self.misses.write(self.stamp(), stamp, |m| {
+            m.0.insert((token_digest, user_hash(user_id)), ());
         });
     }
 
@@ -228,6 +280,10 @@ impl Cache {
         });
     }
 }
+
+/// The answer of a read of the latest array in flight: `None` until it is done, then the body,
+/// or `None` inside when it failed.
+type LatestFlight = tokio::sync::watch::Receiver<Option<Option<Bytes>>>;
 
 /// The user id's share of a failed lookup's key: any good 64-bit hash, since the token digest
 /// is already unique per token.
@@ -291,7 +347,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_lookup_is_remembered_until_sessions_or_access_change() {
+    async fn a_failed_lookup_is_remembered_until_sessions_or_access_change_or_a_session_is_added() {
         let (cache, stamp, _dir) = live_cache().await;
         let digest = [7u8; 32];
         assert!(!cache.known_miss(stamp, &digest, "u1"));
@@ -301,7 +357,7 @@ mod tests {
         assert!(!cache.known_miss(stamp, &[8u8; 32], "u1"), "another token");
         let operations = bumped(stamp, Kinds::OPERATIONS);
         assert!(cache.known_miss(operations, &digest, "u1"), "operations");
-        for kinds in [Kinds::SESSIONS, Kinds::ACCESS] {
+        for kinds in [Kinds::SESSIONS, Kinds::ACCESS, Kinds::NEW_SESSIONS] {
             let next = bumped(stamp, kinds);
             assert!(!cache.known_miss(next, &digest, "u1"), "{kinds:?}");
         }
@@ -329,6 +385,49 @@ mod tests {
         assert_eq!(parts(bumped(stamp, Kinds::OPERATIONS)), [false, true, true]);
         assert_eq!(parts(bumped(stamp, Kinds::SESSIONS)), [true, false, true]);
         assert_eq!(parts(bumped(stamp, Kinds::ACCESS)), [true, false, false]);
+        // A login elsewhere leaves every cached session cached.
+        assert_eq!(
+            parts(bumped(stamp, Kinds::NEW_SESSIONS)),
+            [true, true, true]
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_that_miss_together_read_the_latest_array_once() {
+        let (cache, stamp, _dir) = live_cache().await;
+        let reads = Arc::new(AtomicU64::new(0));
+        // `n` requests missing under `stamp` at once, with a read that takes 50 ms.
+        let miss_together = |n: usize, stamp: Stamp, fail: bool| {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let (cache, reads) = (cache.clone(), reads.clone());
+                set.spawn(async move {
+                    let fetch = || async move {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if fail {
+                            Err(StoreError::Corrupt("read failed".into()))
+                        } else {
+                            Ok(Bytes::from_static(b"[1]"))
+                        }
+                    };
+                    cache.latest_or_fetch(stamp, fetch).await.ok()
+                });
+            }
+            set.join_all()
+        };
+        let answers = miss_together(16, stamp, false).await;
+        assert!(answers.iter().all(|a| a.as_deref() == Some(&b"[1]"[..])));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.latest(stamp).as_deref(), Some(&b"[1]"[..]));
+
+        // A newer stamp reads again; when that read fails, each waiter reads for itself.
+        cache.count_remote(Kinds::OPERATIONS);
+        let next = cache.stamp().unwrap();
+        reads.store(0, Ordering::SeqCst);
+        let answers = miss_together(4, next, true).await;
+        assert!(answers.iter().all(Option::is_none));
+        assert_eq!(reads.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

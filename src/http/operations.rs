@@ -62,12 +62,14 @@ pub async fn get_latest_import_operations(
     let body = match cached {
         Some(body) => body,
         None => {
-            let docs = state.store.latest_operations(LATEST_LIMIT).await?;
-            let body = Bytes::from(json_array(&docs));
-            if let Some(stamp) = stamp {
-                state.cache.put_latest(stamp, body.clone());
+            let fetch = || async {
+                let docs = state.store.latest_operations(LATEST_LIMIT).await?;
+                Ok(Bytes::from(json_array(&docs)))
+            };
+            match stamp {
+                Some(stamp) => state.cache.latest_or_fetch(stamp, fetch).await?,
+                None => fetch().await?,
             }
-            body
         }
     };
     Ok(json_response(StatusCode::OK, body))

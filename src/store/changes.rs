@@ -2,7 +2,9 @@
 //! others cached, and the change counters (one row per database, bumped by triggers: Postgres
 //! migration 0011, SQLite migration 0011) that tell the watcher which kinds changed.
 
-/// A set of kinds of data: import operations; sessions; access (users, roles, permissions).
+/// A set of kinds of data: import operations; sessions changed or removed; sessions added
+/// (a login, a new token: only failed lookups depend on those); access (users, roles,
+/// permissions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Kinds(u8);
 
@@ -10,27 +12,36 @@ impl Kinds {
     pub const OPERATIONS: Kinds = Kinds(1);
     pub const SESSIONS: Kinds = Kinds(2);
     pub const ACCESS: Kinds = Kinds(4);
-    pub const ALL: Kinds = Kinds(7);
+    pub const NEW_SESSIONS: Kinds = Kinds(8);
+    pub const ALL: Kinds = Kinds(15);
     /// How many kinds there are; `indices` numbers them below this.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
     /// Each kind alone, by number.
-    pub const EACH: [Kinds; Self::COUNT] = [Kinds::OPERATIONS, Kinds::SESSIONS, Kinds::ACCESS];
+    pub const EACH: [Kinds; Self::COUNT] = [
+        Kinds::OPERATIONS,
+        Kinds::SESSIONS,
+        Kinds::ACCESS,
+        Kinds::NEW_SESSIONS,
+    ];
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
-    /// The kinds in the set, by number (`OPERATIONS` 0, `SESSIONS` 1, `ACCESS` 2).
+    /// The kinds in the set, by number (`OPERATIONS` 0, `SESSIONS` 1, `ACCESS` 2,
+    /// `NEW_SESSIONS` 3).
     pub fn indices(self) -> impl Iterator<Item = usize> {
         (0..Self::COUNT).filter(move |i| self.0 & (1 << i) != 0)
     }
 
-    /// The kind a table's rows belong to, as a change notification names the table; a table
-    /// not known here counts as a change to all.
+    /// The kind a table's rows belong to, as a change notification names the table (and
+    /// `sessions.insert` for sessions added, migration 0030); a table not known here counts as
+    /// a change to all.
     pub fn of_table(table: &str) -> Kinds {
         match table {
             "import_operations" => Kinds::OPERATIONS,
             "sessions" => Kinds::SESSIONS,
+            "sessions.insert" => Kinds::NEW_SESSIONS,
             "users" | "roles" | "permissions" => Kinds::ACCESS,
             _ => Kinds::ALL,
         }
@@ -48,7 +59,7 @@ impl std::ops::BitOr for Kinds {
 /// Reads the counters, in `indices` order; the same text on both backends, with no
 /// parameter, so it runs in the simple protocol (no prepared statement).
 pub(super) const READ_COUNTERS: &str =
-    "SELECT operations, sessions, access FROM change_counters WHERE id = 1";
+    "SELECT operations, sessions, access, new_sessions FROM change_counters WHERE id = 1";
 
 pub(super) type Counters = [i64; Kinds::COUNT];
 
@@ -68,7 +79,12 @@ where
     usize: sqlx::ColumnIndex<R>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    Ok([row.try_get(0)?, row.try_get(1)?, row.try_get(2)?])
+    Ok([
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    ])
 }
 
 #[cfg(test)]
@@ -77,16 +93,18 @@ mod tests {
 
     #[test]
     fn moved_counters_name_their_kinds() {
-        assert_eq!(moved(None, [0, 0, 0]), Kinds::ALL);
-        assert!(moved(Some([1, 2, 3]), [1, 2, 3]).is_empty());
-        assert_eq!(moved(Some([1, 2, 3]), [2, 2, 3]), Kinds::OPERATIONS);
+        assert_eq!(moved(None, [0, 0, 0, 0]), Kinds::ALL);
+        assert!(moved(Some([1, 2, 3, 4]), [1, 2, 3, 4]).is_empty());
+        assert_eq!(moved(Some([1, 2, 3, 4]), [2, 2, 3, 4]), Kinds::OPERATIONS);
         assert_eq!(
-            moved(Some([1, 2, 3]), [1, 3, 4]),
+            moved(Some([1, 2, 3, 4]), [1, 3, 4, 4]),
             Kinds::SESSIONS | Kinds::ACCESS
         );
+        assert_eq!(moved(Some([1, 2, 3, 4]), [1, 2, 3, 5]), Kinds::NEW_SESSIONS);
         let all: Vec<usize> = Kinds::ALL.indices().collect();
-        assert_eq!(all, [0, 1, 2]);
+        assert_eq!(all, [0, 1, 2, 3]);
         assert_eq!(Kinds::of_table("roles"), Kinds::ACCESS);
+        assert_eq!(Kinds::of_table("sessions.insert"), Kinds::NEW_SESSIONS);
         assert_eq!(Kinds::of_table("something_else"), Kinds::ALL);
     }
 }

@@ -81,8 +81,9 @@ struct SessionInfoRow {
 }
 
 impl Store {
+    /// Adds a session. It changes no cached session (only failed lookups depend on it).
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
-        in_write!(self, Kinds::SESSIONS, |tx| {
+        in_write!(self, Kinds::NEW_SESSIONS, |tx| {
             sqlx::query(
                 "INSERT INTO sessions (user_id, hashed_token, kind, name, issued_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
