@@ -261,7 +261,9 @@ impl Cache {
     /// changed (a session added included).
     pub fn known_miss(&self, stamp: Stamp, token_digest: &[u8; 32], user_id: &str) -> bool {
         let key = (*token_digest, user_hash(user_id));
-        self.misses.read(stamp, |m| m.0.get(&key).copied()).is_some()
+        self.misses
+            .read(stamp, |m| m.0.get(&key).copied())
+            .is_some()
     }
 
     pub fn put_miss(&self, stamp: Stamp, token_digest: [u8; 32], user_id: &str) {

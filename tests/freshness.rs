@@ -288,7 +288,8 @@ async fn a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_el
 }
 
 /// Operations written here and by another process leave the cached sessions and permissions
-/// in place (only the latest array is read again); a change to sessions empties them.
+/// in place (only the latest array is read again), and so do logins here and elsewhere; a
+/// session removed empties the sessions.
 async fn writes_to_operations_leave_sessions_and_permissions_cached(db: TestDb) {
     let (app, admin) = warm(&db).await;
     let cache = &app.state.cache;
@@ -324,7 +325,17 @@ async fn writes_to_operations_leave_sessions_and_permissions_cached(db: TestDb) 
         "a write to operations by another process"
     );
 
-    app.another_token(&admin).await;
-    assert!(!session_cached(), "a change to sessions empties them");
+    let other = app.another_token(&admin).await;
+    assert!(session_cached(), "a session added here");
+    importops(&db, &["token", "issue", "admin"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(session_cached(), "a session added by another process");
+
+    // `other`, cached too, is refused only once this server learnt of the removal.
+    assert_eq!(app.get(ENDPOINT, Some(&other)).await.status, StatusCode::OK);
+    importops(&db, &["token", "revoke", "admin", "--token", &other.token]);
+    let seen = time_until(&app, &other, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+    assert!(!session_cached(), "a session removed empties them");
     assert!(permission_cached(), "but not the permissions");
 }

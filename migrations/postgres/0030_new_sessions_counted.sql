@@ -1,0 +1,24 @@
+-- Sessions added (a login, a new token) counted and notified apart from sessions changed or
+-- removed: a cached session stays valid when another is added, so only cached failed lookups
+-- need to go. Every other replica then keeps its cached sessions across logins.
+ALTER TABLE change_counters ADD COLUMN new_sessions BIGINT NOT NULL DEFAULT 0;
+
+DROP TRIGGER sessions_counted ON sessions;
+CREATE CONSTRAINT TRIGGER sessions_counted AFTER UPDATE OR DELETE ON sessions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION importops_count_change('sessions');
+CREATE CONSTRAINT TRIGGER sessions_insert_counted AFTER INSERT ON sessions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION importops_count_change('new_sessions');
+
+-- The notification names the table, or the trigger's argument when it has one.
+CREATE OR REPLACE FUNCTION importops_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('importops_changes', coalesce(TG_ARGV[0], TG_TABLE_NAME));
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER sessions_changed ON sessions;
+CREATE TRIGGER sessions_changed AFTER UPDATE OR DELETE OR TRUNCATE ON sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION importops_notify_change();
+CREATE TRIGGER sessions_added AFTER INSERT ON sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION importops_notify_change('sessions.insert');
