@@ -24,18 +24,39 @@ struct PermissionRow {
 
 impl Store {
     /// Adds Rocket.Chat's default roles and permissions that are missing, keeping an
-    /// administrator's changes to the others.
+    /// administrator's changes to the others. Writes nothing when none is missing: every
+    /// start of a server or a command runs this, and a write (even one that inserts no row:
+    /// Postgres's statement triggers notify anyway) would empty every replica's cached
+    /// sessions and permissions.
     pub(super) async fn seed_defaults(&self) -> Result<(), StoreError> {
+        let (roles, ids): (Vec<String>, Vec<String>) = with_pool!(self, |pool| {
+            let roles = sqlx::query_scalar("SELECT name FROM roles")
+                .fetch_all(pool)
+                .await?;
+            let ids = sqlx::query_scalar("SELECT id FROM permissions")
+                .fetch_all(pool)
+                .await?;
+            (roles, ids)
+        });
+        let missing_roles: Vec<&str> = DEFAULT_ROLES
+            .iter()
+            .copied()
+            .filter(|role| !roles.iter().any(|r| r == role))
+            .collect();
         let now = now_ms();
         let permissions: Vec<(&str, String)> = DEFAULT_PERMISSIONS
             .iter()
+            .filter(|(id, _)| !ids.iter().any(|i| i == id))
             .map(|(id, roles)| {
                 let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
                 (*id, encode_list(&roles))
             })
             .collect();
+        if missing_roles.is_empty() && permissions.is_empty() {
+            return Ok(());
+        }
         in_write!(self, Kinds::ACCESS, |tx| {
-            insert_roles!(tx, DEFAULT_ROLES.to_vec());
+            insert_roles!(tx, missing_roles);
             for chunk in permissions.chunks(CHUNK_ROWS) {
                 let sql = insert_values(
                     &tx,
