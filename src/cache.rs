@@ -49,6 +49,11 @@ const MAX_MISSES: usize = 50_000;
 pub struct Stamp([u64; Kinds::COUNT]);
 
 impl Stamp {
+    /// The changes counted for one kind: this process's writes and the others' it learnt of.
+    pub fn count(&self, kind: Kinds) -> u64 {
+        kind.indices().map(|i| self.0[i]).sum()
+    }
+
     /// Whether nothing of `kinds` changed between the two stamps.
     fn agrees(&self, other: &Stamp, kinds: Kinds) -> bool {
         kinds.indices().all(|i| self.0[i] == other.0[i])

@@ -31,6 +31,12 @@ pub(super) struct PostgresDb {
     watch_pool: PgPool,
     /// For the first connection at start-up, outside the pool.
     options: Box<PgConnectOptions>,
+    /// How this store's write transactions begin: `BEGIN`, then naming this process as the
+    /// writer (`importops.origin`, a random id), which the change notifications carry
+    /// (migration 0030), so that the watcher does not count this process's own writes a
+    /// second time: they already emptied what they changed when they committed.
+    begin: &'static str,
+    origin: Box<str>,
 }
 
 /// SQLSTATE classes 08 (connection), 28 (authorization: the user or its password refused),
@@ -160,10 +166,17 @@ impl PostgresDb {
             .min_connections(0)
             .acquire_timeout(HEARTBEAT_TIMEOUT)
             .connect_lazy_with(options.clone());
+        let origin = crate::domain::ids::new_meteor_id();
+        // A Meteor id is letters and digits only: safe inside the quotes. Made once per store
+        // (a process opens one), so it may live as long as the process.
+        let begin: &'static str =
+            Box::leak(format!("BEGIN; SET LOCAL importops.origin = '{origin}'").into_boxed_str());
         Ok(PostgresDb {
             pool,
             watch_pool,
             options: Box::new(options),
+            begin,
+            origin: origin.into_boxed_str(),
         })
     }
 
@@ -201,7 +214,17 @@ impl PostgresDb {
     /// Read committed: each statement of a write sees what others committed before it, and
     /// the unique indexes decide races.
     pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with(self.begin).await?)
+    }
+
+    /// What a change notification's payload says changed: nothing when this process wrote it
+    /// (`TABLE@ORIGIN`, ORIGIN this store's), else the table's kind.
+    fn notified(&self, payload: &str) -> Observation {
+        match payload.split_once('@') {
+            Some((_, origin)) if origin == &*self.origin => Observation::Unchanged,
+            Some((table, _)) => Observation::Changed(Kinds::of_table(table)),
+            None => Observation::Changed(Kinds::of_table(payload)),
+        }
     }
 
     pub(super) async fn watch_changes(
@@ -254,9 +277,7 @@ impl PostgresDb {
                 }
                 // `try_recv` is cancel-safe: a timeout loses no notification.
                 observation = match timeout(HEARTBEAT, listener.try_recv()).await {
-                    Ok(Ok(Some(notification))) => {
-                        Observation::Changed(Kinds::of_table(notification.payload()))
-                    }
+                    Ok(Ok(Some(notification))) => self.notified(notification.payload()),
                     // The connection was lost: notifications may have been missed.
                     Ok(Ok(None) | Err(_)) => Observation::Unreachable,
                     Err(_quiet) => {
