@@ -91,8 +91,9 @@ impl std::hash::Hasher for DigestHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
-/// Authenticated sessions by sha256 of the token. A change to sessions (one removed or
-/// changed) or to access empties them; a session added does not.
+/// Authenticated sessions by sha256 of the token. A change to access empties them; a session
+/// removed or changed drops that user's (or, when the watcher cannot tell whose, all); a
+/// session added drops none.
 struct Sessions(Clock<[u8; 32], Arc<CachedSession>, DigestHash>);
 
 impl Default for Sessions {
@@ -112,18 +113,33 @@ impl Default for Misses {
     }
 }
 
-/// One part of the cache: what was read under `stamp`, valid while `kinds` do not change.
+/// One part of the cache: what was read under `stamp`, valid while `kinds` do not change;
+/// what was read while `guard` kinds changed is not stored.
 struct Part<T> {
     kinds: Kinds,
+    guard: Kinds,
     held: RwLock<(Stamp, T)>,
 }
 
 impl<T: Default> Part<T> {
     fn new(kinds: Kinds) -> Self {
+        Self::guarded(kinds, kinds)
+    }
+
+    /// A part emptied by changes to `kinds`, whose entries the changes to the other kinds of
+    /// `guard` remove one by one (the caller does): a read that raced such a change stores
+    /// nothing.
+    fn guarded(kinds: Kinds, guard: Kinds) -> Self {
         Part {
             kinds,
+            guard: kinds | guard,
             held: RwLock::new((Stamp::default(), T::default())),
         }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut T)) {
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut held.1);
     }
 
     fn read<R>(&self, stamp: Stamp, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
@@ -138,7 +154,7 @@ impl<T: Default> Part<T> {
     /// Stores into the part for `stamp`, read before the database was, unless `now` (the
     /// current stamp) says the data changed since.
     fn write(&self, now: Option<Stamp>, stamp: Stamp, f: impl FnOnce(&mut T)) {
-        if !now.is_some_and(|now| now.agrees(&stamp, self.kinds)) {
+        if !now.is_some_and(|now| now.agrees(&stamp, self.guard)) {
             return;
         }
         let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
@@ -175,12 +191,29 @@ impl Cache {
             watching: AtomicBool::new(false),
             latest: Part::new(Kinds::OPERATIONS),
             latest_flight: Mutex::new(None),
-            sessions: Part::new(Kinds::SESSIONS | Kinds::ACCESS),
+            sessions: Part::guarded(Kinds::ACCESS, Kinds::SESSIONS),
             misses: Part::new(Kinds::SESSIONS | Kinds::ACCESS | Kinds::NEW_SESSIONS),
             permissions: Part::new(Kinds::ACCESS),
         });
+        let weak = Arc::downgrade(&cache);
+        store.on_sessions_removed(move |user_id| match weak.upgrade() {
+            Some(cache) => {
+                cache.drop_sessions(Some(user_id));
+                ControlFlow::Continue(())
+            }
+            None => ControlFlow::Break(()),
+        });
         tokio::spawn(watch(store, detection, Arc::downgrade(&cache)));
         cache
+    }
+
+    /// Drops the cached sessions of one user (by id), or all. Called after the change was
+    /// counted, so a read that raced it stores nothing (the part's guard).
+    fn drop_sessions(&self, user_id: Option<&str>) {
+        self.sessions.update(|s| match user_id {
+            Some(id) => s.0.retain(|cached| cached.caller.user_id != id),
+            None => s.0.retain(|_| false),
+        });
     }
 
     /// The stamp a request reads under; `None` when nothing may be cached.
@@ -314,7 +347,14 @@ async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
                 Observation::Unchanged => {}
                 Observation::Changed(kinds) => {
                     cache.count_remote(kinds);
+                    if kinds.indices().any(|i| Kinds::EACH[i] == Kinds::SESSIONS) {
+                        cache.drop_sessions(None);
+                    }
                     cache.watching.store(true, Ordering::Release);
+                }
+                Observation::SessionsOf(user_id) => {
+                    cache.count_remote(Kinds::SESSIONS);
+                    cache.drop_sessions(Some(&user_id));
                 }
                 Observation::Unreachable => {
                     cache.watching.store(false, Ordering::Release);
@@ -390,7 +430,8 @@ mod tests {
         };
         assert_eq!(parts(stamp), [true, true, true]);
         assert_eq!(parts(bumped(stamp, Kinds::OPERATIONS)), [false, true, true]);
-        assert_eq!(parts(bumped(stamp, Kinds::SESSIONS)), [true, false, true]);
+        // Sessions removed are dropped by user (`drop_sessions`), not by the stamp.
+        assert_eq!(parts(bumped(stamp, Kinds::SESSIONS)), [true, true, true]);
         assert_eq!(parts(bumped(stamp, Kinds::ACCESS)), [true, false, false]);
         // A login elsewhere leaves every cached session cached.
         assert_eq!(
@@ -435,6 +476,33 @@ mod tests {
         let answers = miss_together(4, next, true).await;
         assert!(answers.iter().all(Option::is_none));
         assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn sessions_removed_drop_that_user_only_and_a_racing_read_stores_nothing() {
+        let (cache, stamp, _dir) = live_cache().await;
+        let session = |user: &str| CachedSession {
+            caller: Arc::new(Caller::new(user.into(), user.into(), vec![])),
+            expires_at_ms: None,
+        };
+        cache.put_session(stamp, [1; 32], session("u"));
+        cache.put_session(stamp, [2; 32], session("u"));
+        cache.put_session(stamp, [3; 32], session("v"));
+        // Another process removed sessions of u: counted, then dropped.
+        cache.count_remote(Kinds::SESSIONS);
+        cache.drop_sessions(Some("u"));
+        let now = cache.stamp().unwrap();
+        let cached = |d: u8| cache.session(now, &[d; 32]).is_some();
+        assert_eq!([cached(1), cached(2), cached(3)], [false, false, true]);
+        // A read of u's session that began before the removal stores nothing.
+        cache.put_session(stamp, [1; 32], session("u"));
+        assert!(!cached(1));
+        // One that began after does.
+        cache.put_session(now, [1; 32], session("u"));
+        assert!(cached(1));
+        // When whose is not known, all go.
+        cache.drop_sessions(None);
+        assert_eq!([cached(1), cached(2), cached(3)], [false, false, false]);
     }
 
     #[tokio::test]

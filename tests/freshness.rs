@@ -31,6 +31,7 @@ on_both_backends!(
     an_operation_written_elsewhere_is_served_within_a_second_when_polling,
     a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
     writes_to_operations_leave_sessions_and_permissions_cached,
+    a_token_revoked_drops_the_cached_sessions_of_its_user_only,
 );
 
 #[tokio::test]
@@ -345,4 +346,73 @@ async fn writes_to_operations_leave_sessions_and_permissions_cached(db: TestDb) 
     assert!(seen < BOUND, "{seen:?}");
     assert!(!session_cached(), "a session removed empties them");
     assert!(permission_cached(), "but not the permissions");
+}
+
+/// A token revoked through this server drops its user's cached sessions only; one revoked by
+/// another server on Postgres too (its notification names the user); one revoked by another
+/// process on SQLite, whose watcher cannot tell whose, drops them all. The revoked token is
+/// refused at once here and within the bound elsewhere, whichever way.
+async fn a_token_revoked_drops_the_cached_sessions_of_its_user_only(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let other = TestApp::new(&db).await;
+    let bob = app.user("bob", &["admin", "user"]).await;
+    let bob_two = app.another_token(&bob).await;
+    for login in [&admin, &bob, &bob_two] {
+        assert_eq!(app.get(ENDPOINT, Some(login)).await.status, StatusCode::OK);
+    }
+    let cache = &app.state.cache;
+    let cached = |login: &Login| {
+        let stamp = cache.stamp().expect("the watcher is live");
+        cache.session(stamp, &token_digest(&login.token)).is_some()
+    };
+    assert!(cached(&admin) && cached(&bob) && cached(&bob_two));
+
+    app.store
+        .revoke_sessions(
+            &bob.user_id,
+            &importops::store::Revoke::Hash(hash_token(&bob.token)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get(ENDPOINT, Some(&bob)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Past the watcher's look at the write.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    if db.url.starts_with("postgres") {
+        assert!(cached(&admin), "another user's session stays cached");
+    }
+    assert!(
+        !cached(&bob_two),
+        "the user's other sessions are read again"
+    );
+    assert_eq!(
+        app.get(ENDPOINT, Some(&bob_two)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get(ENDPOINT, Some(&admin)).await.status, StatusCode::OK);
+
+    // Through another server.
+    other
+        .store
+        .revoke_sessions(
+            &bob.user_id,
+            &importops::store::Revoke::Hash(hash_token(&bob_two.token)),
+        )
+        .await
+        .unwrap();
+    let seen = time_until(&app, &bob_two, |a| a.status == StatusCode::UNAUTHORIZED).await;
+    assert!(seen < BOUND, "{seen:?}");
+    if db.url.starts_with("postgres") {
+        assert!(
+            cached(&admin),
+            "another server's revoke of bob's token leaves admin's"
+        );
+    } else {
+        assert!(
+            !cached(&admin),
+            "SQLite's watcher cannot tell whose: all are read again"
+        );
+    }
 }

@@ -24,8 +24,25 @@ BEGIN
 END
 $$;
 
+-- A session removed or changed names its user, `sessions:LENGTH:USER_ID` (the length, in
+-- characters, keeps any user id apart from the origin that follows), so that the other
+-- replicas drop that user's cached sessions only. One notification per user and
+-- transaction: equal payloads are folded.
+CREATE FUNCTION importops_notify_session_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(
+        'importops_changes',
+        'sessions:' || length(OLD.user_id) || ':' || OLD.user_id
+            || coalesce('@' || nullif(current_setting('importops.origin', true), ''), '')
+    );
+    RETURN NULL;
+END
+$$;
+
 DROP TRIGGER sessions_changed ON sessions;
-CREATE TRIGGER sessions_changed AFTER UPDATE OR DELETE OR TRUNCATE ON sessions
+CREATE TRIGGER sessions_changed AFTER UPDATE OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION importops_notify_session_change();
+CREATE TRIGGER sessions_truncated_notified AFTER TRUNCATE ON sessions
     FOR EACH STATEMENT EXECUTE FUNCTION importops_notify_change();
 CREATE TRIGGER sessions_added AFTER INSERT ON sessions
     FOR EACH STATEMENT EXECUTE FUNCTION importops_notify_change('sessions.insert');

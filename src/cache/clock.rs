@@ -49,6 +49,25 @@ impl<K: Copy + Eq + Hash, V, S: BuildHasher + Default> Clock<K, V, S> {
         Some(&slot.value)
     }
 
+    /// Keeps only the entries whose value `keep` accepts (a pass over every entry).
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if keep(&self.slots[i].value) {
+                i += 1;
+                continue;
+            }
+            let gone = self.slots.swap_remove(i);
+            self.index.remove(&gone.key);
+            if let Some(moved) = self.slots.get(i) {
+                self.index.insert(moved.key, i);
+            }
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
+        }
+    }
+
     /// Adds or replaces the entry. A new entry starts unreferenced, so entries read once (such
     /// as a flood of wrong tokens) are the first to go.
     pub(super) fn insert(&mut self, key: K, value: V) {
@@ -106,6 +125,30 @@ mod tests {
         assert_eq!(map.len(), 3);
         assert_eq!((0..5).filter(|k| map.get(k).is_some()).count(), 3);
         assert_eq!(map.get(&4), Some(&40));
+    }
+
+    #[test]
+    fn retain_removes_the_refused_and_keeps_the_map_whole() {
+        let mut map = Map::new(4);
+        for k in 0..4 {
+            map.insert(k, k);
+        }
+        map.retain(|v| v % 2 == 1);
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            (0..4).filter(|k| map.get(k).is_some()).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        // Room again for new entries, then eviction as before once full.
+        for k in 10..13 {
+            map.insert(k, k);
+        }
+        assert_eq!(map.len(), 4);
+        assert_eq!(map.get(&3), Some(&3));
+        map.retain(|_| false);
+        assert_eq!(map.len(), 0);
+        map.insert(7, 7);
+        assert_eq!(map.get(&7), Some(&7));
     }
 
     #[test]

@@ -227,6 +227,21 @@ pub struct Store {
     /// writes take), once per kind of data the write touches (`Kinds`), so that caches in this
     /// process see their own changes on the very next request, and keep what did not change.
     writes: Arc<[AtomicU64; Kinds::COUNT]>,
+    /// Told, after a write through this process removed sessions of one user, which user
+    /// (the caches of this process, so that they drop that user's sessions only).
+    session_listeners: Arc<SessionListeners>,
+}
+
+/// A listener returns `Break` once it is gone (its cache dropped), and is then forgotten.
+type SessionListener = Box<dyn Fn(&str) -> ControlFlow<()> + Send + Sync>;
+
+#[derive(Default)]
+struct SessionListeners(std::sync::Mutex<Vec<SessionListener>>);
+
+impl std::fmt::Debug for SessionListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionListeners")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -236,13 +251,16 @@ enum Engine {
 }
 
 /// What a look at the database for changes made by anyone (other processes included) found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
     /// Nothing was committed since the last look.
     Unchanged,
     /// Something was committed to these kinds of data (or may have been: a lost connection
-    /// counts as a change to all).
+    /// counts as a change to all). Sessions among them: any user's may have been removed.
     Changed(Kinds),
+    /// Sessions of this user (by id) were removed or changed, and nothing else (Postgres
+    /// notifications say whose, migration 0030).
+    SessionsOf(Box<str>),
     /// The database could not be reached.
     Unreachable,
 }
@@ -364,6 +382,7 @@ impl Store {
         Ok(Store {
             engine,
             writes: Arc::default(),
+            session_listeners: Arc::default(),
         })
     }
 
@@ -386,6 +405,29 @@ impl Store {
             .indices()
             .map(|i| self.writes[i].load(Ordering::Acquire))
             .sum()
+    }
+
+    /// Calls `listener` with the user's id after each write through this store (or a clone)
+    /// that removed sessions of that user alone, once the write is counted.
+    pub fn on_sessions_removed(
+        &self,
+        listener: impl Fn(&str) -> ControlFlow<()> + Send + Sync + 'static,
+    ) {
+        let mut listeners = self
+            .session_listeners
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        listeners.push(Box::new(listener));
+    }
+
+    fn sessions_removed(&self, user_id: &str) {
+        let mut listeners = self
+            .session_listeners
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        listeners.retain(|listener| listener(user_id).is_continue());
     }
 
     fn count_write(&self, kinds: Kinds) {

@@ -128,6 +128,44 @@ fn apply_waits<'c>(
     Box::pin(async move { sqlx::Executor::execute(conn, set).await.map(|_| ()) })
 }
 
+/// What a change notification's payload (migration 0030) says changed, for the process whose
+/// writes name `own_origin`: nothing when that process wrote it; else the sessions of one
+/// user (`sessions:LENGTH:USER_ID`), or the kind of the table named; a payload not read
+/// here, a change to all.
+fn notified(payload: &str, own_origin: &str) -> Observation {
+    let (what, origin) = match payload.strip_prefix("sessions:") {
+        Some(rest) => {
+            let Some((user_id, after)) = rest.split_once(':').and_then(|(length, rest)| {
+                let length: usize = length.parse().ok()?;
+                let end = rest
+                    .char_indices()
+                    .nth(length)
+                    .map_or(rest.len(), |(i, _)| i);
+                (rest.chars().count() >= length).then(|| rest.split_at(end))
+            }) else {
+                return Observation::Changed(Kinds::ALL);
+            };
+            let origin = match after {
+                "" => None,
+                _ => match after.strip_prefix('@') {
+                    Some(origin) => Some(origin),
+                    None => return Observation::Changed(Kinds::ALL),
+                },
+            };
+            (Observation::SessionsOf(user_id.into()), origin)
+        }
+        None => match payload.split_once('@') {
+            Some((table, origin)) => (Observation::Changed(Kinds::of_table(table)), Some(origin)),
+            None => (Observation::Changed(Kinds::of_table(payload)), None),
+        },
+    };
+    if origin == Some(own_origin) {
+        Observation::Unchanged
+    } else {
+        what
+    }
+}
+
 /// One round trip on the listener's connection. Boxed: the executor's lifetimes are too
 /// general for the compiler to prove the watcher's future `Send` otherwise.
 fn heartbeat(
@@ -217,14 +255,9 @@ impl PostgresDb {
         Ok(self.pool.begin_with(self.begin).await?)
     }
 
-    /// What a change notification's payload says changed: nothing when this process wrote it
-    /// (`TABLE@ORIGIN`, ORIGIN this store's), else the table's kind.
+    /// What a change notification's payload says changed (migration 0030).
     fn notified(&self, payload: &str) -> Observation {
-        match payload.split_once('@') {
-            Some((_, origin)) if origin == &*self.origin => Observation::Unchanged,
-            Some((table, _)) => Observation::Changed(Kinds::of_table(table)),
-            None => Observation::Changed(Kinds::of_table(payload)),
-        }
+        notified(payload, &self.origin)
     }
 
     pub(super) async fn watch_changes(
@@ -272,7 +305,7 @@ impl PostgresDb {
             // Anything may have been committed while no one listened.
             let mut observation = Observation::Changed(Kinds::ALL);
             while observation != Observation::Unreachable {
-                if report(observation).is_break() {
+                if report(observation.clone()).is_break() {
                     return;
                 }
                 // `try_recv` is cancel-safe: a timeout loses no notification.
@@ -332,5 +365,63 @@ impl PostgresDb {
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_name_the_kind_the_user_and_the_writer() {
+        let own = "aaaaaaaaaaaaaaaaa";
+        let sessions_of = |id: &str| Observation::SessionsOf(id.into());
+        assert_eq!(
+            notified("import_operations", own),
+            Observation::Changed(Kinds::OPERATIONS)
+        );
+        assert_eq!(
+            notified("import_operations@bbbbbbbbbbbbbbbbb", own),
+            Observation::Changed(Kinds::OPERATIONS)
+        );
+        assert_eq!(
+            notified(&format!("import_operations@{own}"), own),
+            Observation::Unchanged
+        );
+        assert_eq!(
+            notified("sessions.insert@x", own),
+            Observation::Changed(Kinds::NEW_SESSIONS)
+        );
+        assert_eq!(notified("sessions:3:abc", own), sessions_of("abc"));
+        assert_eq!(notified("sessions:3:abc@zz", own), sessions_of("abc"));
+        // A user id holding the separators, or letters outside ASCII, is read by its length.
+        assert_eq!(notified("sessions:5:a@b:c@zz", own), sessions_of("a@b:c"));
+        assert_eq!(
+            notified("sessions:2:é@zz", own),
+            Observation::Changed(Kinds::ALL)
+        );
+        assert_eq!(notified("sessions:2:éa", own), sessions_of("éa"));
+        assert_eq!(
+            notified(&format!("sessions:3:abc@{own}"), own),
+            Observation::Unchanged
+        );
+        // Anything else about sessions that cannot be read drops them all.
+        for payload in [
+            "sessions:x:abc",
+            "sessions:9:abc",
+            "sessions:3:abcd",
+            "sessions:",
+        ] {
+            assert_eq!(
+                notified(payload, own),
+                Observation::Changed(Kinds::ALL),
+                "{payload}"
+            );
+        }
+        assert_eq!(
+            notified("sessions", own),
+            Observation::Changed(Kinds::SESSIONS)
+        );
+        assert_eq!(notified("something", own), Observation::Changed(Kinds::ALL));
     }
 }

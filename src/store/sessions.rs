@@ -177,12 +177,15 @@ impl Store {
                 Some(hash),
             ),
         };
-        in_write!(self, Kinds::SESSIONS, |tx| {
+        let removed = in_write!(self, Kinds::SESSIONS, |tx| {
             let mut query = sqlx::query(sql).bind(user_id);
             if let Some(arg) = arg {
                 query = query.bind(arg);
             }
             query.execute(&mut *tx).await?.rows_affected()
-        })
+        });
+        // Whatever the outcome: a commit whose answer was lost may have removed them.
+        self.sessions_removed(user_id);
+        removed
     }
 }
