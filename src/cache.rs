@@ -192,13 +192,13 @@ impl Cache {
             latest: Part::new(Kinds::OPERATIONS),
             latest_flight: Mutex::new(None),
             sessions: Part::guarded(Kinds::ACCESS, Kinds::SESSIONS),
-            misses: Part::new(Kinds::SESSIONS | Kinds::ACCESS | Kinds::NEW_SESSIONS),
+            misses: Part::new(Kinds::SESSIONS | Kinds::ACCESS | Kinds::ADDED),
             permissions: Part::new(Kinds::ACCESS),
         });
         let weak = Arc::downgrade(&cache);
         store.on_sessions_removed(move |user_id| match weak.upgrade() {
             Some(cache) => {
-                cache.drop_sessions(Some(user_id));
+                cache.drop_sessions(user_id);
                 ControlFlow::Continue(())
             }
             None => ControlFlow::Break(()),
@@ -404,7 +404,7 @@ mod tests {
         assert!(!cache.known_miss(stamp, &[8u8; 32], "u1"), "another token");
         let operations = bumped(stamp, Kinds::OPERATIONS);
         assert!(cache.known_miss(operations, &digest, "u1"), "operations");
-        for kinds in [Kinds::SESSIONS, Kinds::ACCESS, Kinds::NEW_SESSIONS] {
+        for kinds in [Kinds::SESSIONS, Kinds::ACCESS, Kinds::ADDED] {
             let next = bumped(stamp, kinds);
             assert!(!cache.known_miss(next, &digest, "u1"), "{kinds:?}");
         }
@@ -434,10 +434,7 @@ mod tests {
         assert_eq!(parts(bumped(stamp, Kinds::SESSIONS)), [true, true, true]);
         assert_eq!(parts(bumped(stamp, Kinds::ACCESS)), [true, false, false]);
         // A login elsewhere leaves every cached session cached.
-        assert_eq!(
-            parts(bumped(stamp, Kinds::NEW_SESSIONS)),
-            [true, true, true]
-        );
+        assert_eq!(parts(bumped(stamp, Kinds::ADDED)), [true, true, true]);
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ on_both_backends!(
     a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
     writes_to_operations_leave_sessions_and_permissions_cached,
     a_token_revoked_drops_the_cached_sessions_of_its_user_only,
+    a_user_added_or_changed_leaves_the_other_users_sessions_cached,
 );
 
 #[tokio::test]
@@ -415,4 +416,41 @@ async fn a_token_revoked_drops_the_cached_sessions_of_its_user_only(db: TestDb) 
             "SQLite's watcher cannot tell whose: all are read again"
         );
     }
+}
+
+/// A user added (here or by another server) leaves every cached session and permission
+/// cached; a user's roles changed by another server on Postgres drop that user's sessions
+/// only, and the change applies within the bound.
+async fn a_user_added_or_changed_leaves_the_other_users_sessions_cached(db: TestDb) {
+    let (app, admin) = warm(&db).await;
+    let other = TestApp::new(&db).await;
+    let bob = app.user("bob", &["admin", "user"]).await;
+    assert_eq!(app.get(ENDPOINT, Some(&bob)).await.status, StatusCode::OK);
+    let cache = &app.state.cache;
+    let cached = |login: &Login| {
+        let stamp = cache.stamp().expect("the watcher is live");
+        cache.session(stamp, &token_digest(&login.token)).is_some()
+    };
+    let permission_cached = || {
+        let stamp = cache.stamp().expect("the watcher is live");
+        cache.permission(stamp, "view-import-operations").is_some()
+    };
+    assert!(cached(&admin) && cached(&bob) && permission_cached());
+    app.user("carol", &["user"]).await;
+    other.user("dave", &["user"]).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(cached(&admin) && cached(&bob), "users added");
+    assert!(permission_cached(), "users added");
+
+    other
+        .store
+        .set_user_roles("bob", &["user".into()])
+        .await
+        .unwrap();
+    let seen = time_until(&app, &bob, |a| a.status == StatusCode::FORBIDDEN).await;
+    assert!(seen < BOUND, "{seen:?}");
+    if db.url.starts_with("postgres") {
+        assert!(cached(&admin), "another user's roles changed elsewhere");
+    }
+    assert!(permission_cached(), "a user's roles are not a permission's");
 }

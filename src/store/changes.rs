@@ -2,9 +2,10 @@
 //! others cached, and the change counters (one row per database, bumped by triggers: Postgres
 //! migration 0011, SQLite migration 0011) that tell the watcher which kinds changed.
 
-/// A set of kinds of data: import operations; sessions changed or removed; sessions added
-/// (a login, a new token: only failed lookups depend on those); access (users, roles,
-/// permissions).
+/// A set of kinds of data: import operations; sessions removed or changed (users changed or
+/// removed among them: their sessions go with them); access (roles changed or removed,
+/// permissions); rows added to sessions, users or roles (a login, a new token, a new user:
+/// only failed lookups depend on those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Kinds(u8);
 
@@ -12,7 +13,7 @@ impl Kinds {
     pub const OPERATIONS: Kinds = Kinds(1);
     pub const SESSIONS: Kinds = Kinds(2);
     pub const ACCESS: Kinds = Kinds(4);
-    pub const NEW_SESSIONS: Kinds = Kinds(8);
+    pub const ADDED: Kinds = Kinds(8);
     pub const ALL: Kinds = Kinds(15);
     /// How many kinds there are; `indices` numbers them below this.
     pub const COUNT: usize = 4;
@@ -21,7 +22,7 @@ impl Kinds {
         Kinds::OPERATIONS,
         Kinds::SESSIONS,
         Kinds::ACCESS,
-        Kinds::NEW_SESSIONS,
+        Kinds::ADDED,
     ];
 
     pub fn is_empty(self) -> bool {
@@ -29,20 +30,21 @@ impl Kinds {
     }
 
     /// The kinds in the set, by number (`OPERATIONS` 0, `SESSIONS` 1, `ACCESS` 2,
-    /// `NEW_SESSIONS` 3).
+    /// `ADDED` 3).
     pub fn indices(self) -> impl Iterator<Item = usize> {
         (0..Self::COUNT).filter(move |i| self.0 & (1 << i) != 0)
     }
 
     /// The kind a table's rows belong to, as a change notification names the table (and
-    /// `sessions.insert` for sessions added, migration 0030); a table not known here counts as
-    /// a change to all.
+    /// `TABLE.insert` for rows added, migration 0030); a table not known here counts as a
+    /// change to all.
     pub fn of_table(table: &str) -> Kinds {
         match table {
             "import_operations" => Kinds::OPERATIONS,
             "sessions" => Kinds::SESSIONS,
-            "sessions.insert" => Kinds::NEW_SESSIONS,
-            "users" | "roles" | "permissions" => Kinds::ACCESS,
+            "sessions.insert" | "users.insert" | "roles.insert" => Kinds::ADDED,
+            "users" => Kinds::SESSIONS | Kinds::ACCESS,
+            "roles" | "permissions" => Kinds::ACCESS,
             _ => Kinds::ALL,
         }
     }
@@ -59,7 +61,7 @@ impl std::ops::BitOr for Kinds {
 /// Reads the counters, in `indices` order; the same text on both backends, with no
 /// parameter, so it runs in the simple protocol (no prepared statement).
 pub(super) const READ_COUNTERS: &str =
-    "SELECT operations, sessions, access, new_sessions FROM change_counters WHERE id = 1";
+    "SELECT operations, sessions, access, added FROM change_counters WHERE id = 1";
 
 pub(super) type Counters = [i64; Kinds::COUNT];
 
@@ -100,11 +102,12 @@ mod tests {
             moved(Some([1, 2, 3, 4]), [1, 3, 4, 4]),
             Kinds::SESSIONS | Kinds::ACCESS
         );
-        assert_eq!(moved(Some([1, 2, 3, 4]), [1, 2, 3, 5]), Kinds::NEW_SESSIONS);
+        assert_eq!(moved(Some([1, 2, 3, 4]), [1, 2, 3, 5]), Kinds::ADDED);
         let all: Vec<usize> = Kinds::ALL.indices().collect();
         assert_eq!(all, [0, 1, 2, 3]);
         assert_eq!(Kinds::of_table("roles"), Kinds::ACCESS);
-        assert_eq!(Kinds::of_table("sessions.insert"), Kinds::NEW_SESSIONS);
+        assert_eq!(Kinds::of_table("sessions.insert"), Kinds::ADDED);
+        assert_eq!(Kinds::of_table("users.insert"), Kinds::ADDED);
         assert_eq!(Kinds::of_table("something_else"), Kinds::ALL);
     }
 }

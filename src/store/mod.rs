@@ -233,7 +233,7 @@ pub struct Store {
 }
 
 /// A listener returns `Break` once it is gone (its cache dropped), and is then forgotten.
-type SessionListener = Box<dyn Fn(&str) -> ControlFlow<()> + Send + Sync>;
+type SessionListener = Box<dyn Fn(Option<&str>) -> ControlFlow<()> + Send + Sync>;
 
 #[derive(Default)]
 struct SessionListeners(std::sync::Mutex<Vec<SessionListener>>);
@@ -408,10 +408,11 @@ impl Store {
     }
 
     /// Calls `listener` with the user's id after each write through this store (or a clone)
-    /// that removed sessions of that user alone, once the write is counted.
+    /// that removed or changed sessions of that user alone (a user changed or removed
+    /// included), once the write is counted; with `None` when it cannot tell whose.
     pub fn on_sessions_removed(
         &self,
-        listener: impl Fn(&str) -> ControlFlow<()> + Send + Sync + 'static,
+        listener: impl Fn(Option<&str>) -> ControlFlow<()> + Send + Sync + 'static,
     ) {
         let mut listeners = self
             .session_listeners
@@ -421,7 +422,7 @@ impl Store {
         listeners.push(Box::new(listener));
     }
 
-    fn sessions_removed(&self, user_id: &str) {
+    fn sessions_removed(&self, user_id: Option<&str>) {
         let mut listeners = self
             .session_listeners
             .0

@@ -390,7 +390,7 @@ mod tests {
         );
         assert_eq!(
             notified("sessions.insert@x", own),
-            Observation::Changed(Kinds::NEW_SESSIONS)
+            Observation::Changed(Kinds::ADDED)
         );
         assert_eq!(notified("sessions:3:abc", own), sessions_of("abc"));
         assert_eq!(notified("sessions:3:abc@zz", own), sessions_of("abc"));

@@ -83,7 +83,7 @@ struct SessionInfoRow {
 impl Store {
     /// Adds a session. It changes no cached session (only failed lookups depend on it).
     pub async fn insert_session(&self, s: &NewSession) -> Result<(), StoreError> {
-        in_write!(self, Kinds::NEW_SESSIONS, |tx| {
+        in_write!(self, Kinds::ADDED, |tx| {
             sqlx::query(
                 "INSERT INTO sessions (user_id, hashed_token, kind, name, issued_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -185,7 +185,7 @@ impl Store {
             query.execute(&mut *tx).await?.rows_affected()
         });
         // Whatever the outcome: a commit whose answer was lost may have removed them.
-        self.sessions_removed(user_id);
+        self.sessions_removed(Some(user_id));
         removed
     }
 }

@@ -92,7 +92,8 @@ impl Store {
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
         let now = now_ms();
         let emails = serde_json::to_string(&user.emails).expect("e-mails are always JSON");
-        in_write!(self, Kinds::ACCESS, |tx| {
+        // A user (and roles) added: no cached session or permission depends on them.
+        in_write!(self, Kinds::ADDED, |tx| {
             insert_roles!(tx, user.roles.iter().map(String::as_str).collect());
             sqlx::query(
                 "INSERT INTO users (id, username, name, active, roles, emails, password_bcrypt, \
@@ -225,52 +226,68 @@ impl Store {
 
     /// Removes a user and its sessions; false when there was no such user.
     pub async fn remove_user(&self, username: &str) -> Result<bool, StoreError> {
-        self.delete_user("DELETE FROM users WHERE username = $1", username)
-            .await
+        self.delete_user(
+            "DELETE FROM users WHERE username = $1 RETURNING id",
+            username,
+        )
+        .await
     }
 
     /// Removes a user by id and its sessions; false when there was no such user.
     pub async fn remove_user_by_id(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_user("DELETE FROM users WHERE id = $1", id)
+        self.delete_user("DELETE FROM users WHERE id = $1 RETURNING id", id)
             .await
     }
 
     async fn delete_user(&self, sql: &'static str, key: &str) -> Result<bool, StoreError> {
-        in_write!(self, Kinds::ACCESS | Kinds::SESSIONS, |tx| {
-            sqlx::query(sql)
+        let removed = in_write!(self, Kinds::SESSIONS, |tx| {
+            sqlx::query_scalar::<_, String>(sql)
                 .bind(key)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?
-                .rows_affected()
-                > 0
-        })
+        });
+        self.user_changed(removed)
+    }
+
+    /// Tells this process's caches which user a write changed or removed (with its
+    /// sessions): all of them when the write failed, since a commit whose answer was lost may
+    /// have gone through.
+    fn user_changed(&self, id: Result<Option<String>, StoreError>) -> Result<bool, StoreError> {
+        match id {
+            Ok(Some(id)) => {
+                self.sessions_removed(Some(&id));
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(err) => {
+                self.sessions_removed(None);
+                Err(err)
+            }
+        }
     }
 
     /// Activates or deactivates a user. Deactivating removes every token of the user, login
     /// and personal, as Rocket.Chat's `unsetLoginTokens` does, so reactivating revives none.
     pub async fn set_user_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
         let now = now_ms();
-        in_write!(self, Kinds::ACCESS | Kinds::SESSIONS, |tx| {
-            let found =
-                sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE username = $3")
-                    .bind(active)
-                    .bind(now)
-                    .bind(username)
+        let changed = in_write!(self, Kinds::SESSIONS, |tx| {
+            let id: Option<String> = sqlx::query_scalar(
+                "UPDATE users SET active = $1, updated_at = $2 WHERE username = $3 RETURNING id",
+            )
+            .bind(active)
+            .bind(now)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = id.as_deref().filter(|_| !active) {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(id)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
-            if found && !active {
-                sqlx::query(
-                    "DELETE FROM sessions WHERE user_id IN \
-                     (SELECT id FROM users WHERE username = $1)",
-                )
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
+                    .await?;
             }
-            found
-        })
+            id
+        });
+        self.user_changed(changed)
     }
 
     /// Replaces a user's roles, creating roles that do not exist yet.
@@ -280,17 +297,18 @@ impl Store {
         roles: &[String],
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        in_write!(self, Kinds::ACCESS, |tx| {
+        let changed = in_write!(self, Kinds::SESSIONS | Kinds::ADDED, |tx| {
             insert_roles!(tx, roles.iter().map(String::as_str).collect());
-            sqlx::query("UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3")
-                .bind(encode_list(roles))
-                .bind(now)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0
-        })
+            sqlx::query_scalar::<_, String>(
+                "UPDATE users SET roles = $1, updated_at = $2 WHERE username = $3 RETURNING id",
+            )
+            .bind(encode_list(roles))
+            .bind(now)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        self.user_changed(changed)
     }
 
     pub async fn list_roles(&self) -> Result<Vec<String>, StoreError> {
