@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{Answer, Login, TestApp, TestDb};
-use importops::config::{ChangeDetection, Settings};
+use importops::config::{ChangeDetection, PostgresPooler, Settings};
 use importops::domain::auth::TokenKind;
 use importops::domain::secrets::{hash_token, new_raw_token, token_digest};
 use importops::domain::time::now_ms;
@@ -30,6 +30,17 @@ on_both_backends!(
     a_token_revoked_elsewhere_is_refused_within_a_second_when_polling,
     an_operation_written_elsewhere_is_served_within_a_second_when_polling,
     a_token_that_failed_before_it_was_issued_works_at_once_here_and_soon_elsewhere,
+    writes_to_operations_leave_sessions_and_permissions_cached,
+);
+
+// As through a transaction pooler (`--postgres-pooler transaction`), where the watcher polls
+// whatever `--change-detection` says.
+on_postgres_pooled!(
+    a_new_operation_from_another_process_is_served_within_a_second,
+    a_token_revoked_by_another_process_is_refused_within_a_second,
+    a_role_removed_by_another_process_is_refused_within_a_second,
+    a_permission_changed_by_another_process_applies_within_a_second,
+    a_change_through_one_server_reaches_another_within_a_second,
     writes_to_operations_leave_sessions_and_permissions_cached,
 );
 
@@ -101,11 +112,20 @@ async fn an_operation_written_elsewhere_is_served_within_a_second_when_polling(d
 
 /// Runs the command line on the test's database, as another process.
 fn importops(db: &TestDb, args: &[&str]) {
-    importops_at(&db.url, args)
+    let pooler = match db.pooler {
+        PostgresPooler::None => "none",
+        PostgresPooler::Transaction => "transaction",
+    };
+    importops_with(&db.url, pooler, args)
 }
 
 fn importops_at(url: &str, args: &[&str]) {
+    importops_with(url, "none", args)
+}
+
+fn importops_with(url: &str, pooler: &str, args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_importops"))
+        .env("IMPORTOPS_POSTGRES_POOLER", pooler)
         .arg("--database-url")
         .arg(url)
         .args(args)

@@ -43,9 +43,19 @@ impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unnamed<E> {
 #[derive(Debug, Clone)]
 pub(super) struct Statements {
     pub(super) pool: PgPool,
-    /// Through a transaction pooler: the statement that begins each transaction (`BEGIN`, and
-    /// the server's waits as `SET LOCAL`, since a session's settings do not survive there).
-    pub(super) pooled: Option<Cow<'static, str>>,
+    /// Through a transaction pooler, how each transaction begins.
+    pub(super) pooled: Option<Pooled>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Pooled {
+    /// `BEGIN`, and the server's waits as `SET LOCAL`, since a session's settings do not
+    /// survive there.
+    pub(super) begin: Cow<'static, str>,
+    /// The longest a transaction may wait to begin: for a connection from our pool, then for
+    /// the pooler to lend a server connection, for which it may queue clients far longer than
+    /// a request may wait (then `PoolTimedOut`: 503). `None`: as long as it takes.
+    pub(super) wait: Option<std::time::Duration>,
 }
 
 impl Statements {
@@ -56,11 +66,18 @@ impl Statements {
 
     /// Begins a transaction on the pool, as this mode wants.
     pub(super) async fn begin(&self) -> Result<Write, Error> {
+        let tx = match &self.pooled {
+            None => self.pool.begin().await?,
+            Some(Pooled { begin, wait: None }) => self.pool.begin_with(begin.clone()).await?,
+            Some(Pooled {
+                begin,
+                wait: Some(wait),
+            }) => tokio::time::timeout(*wait, self.pool.begin_with(begin.clone()))
+                .await
+                .map_err(|_| Error::PoolTimedOut)??,
+        };
         Ok(Write(InWrite {
-            tx: match &self.pooled {
-                Some(begin) => self.pool.begin_with(begin.clone()).await?,
-                None => self.pool.begin().await?,
-            },
+            tx,
             unnamed: self.pooled.is_some(),
         }))
     }

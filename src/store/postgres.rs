@@ -12,7 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::time::timeout;
 
 use super::changes::{self, Counters};
-use super::pooled::{Reads, Statements, Write};
+use super::pooled::{Pooled, Reads, Statements, Write};
 use super::{HEARTBEAT, HEARTBEAT_TIMEOUT, Kinds, Observation, StoreError, Waits};
 use crate::config::{ChangeDetection, PostgresPooler};
 
@@ -185,7 +185,10 @@ impl PostgresDb {
         Ok(PostgresDb {
             statements: Statements {
                 pool,
-                pooled: begin.map(Into::into),
+                pooled: begin.map(|begin| Pooled {
+                    begin: begin.into(),
+                    wait: waits.map(|w| w.acquire),
+                }),
             },
             watch_pool,
             options: Box::new(options),
@@ -217,7 +220,10 @@ impl PostgresDb {
         let result = if self.pooled() {
             let statements = Statements {
                 pool: pool.clone(),
-                pooled: Some("BEGIN".into()),
+                pooled: Some(Pooled {
+                    begin: "BEGIN".into(),
+                    wait: None,
+                }),
             };
             migrate_in_one_transaction(&statements).await
         } else {
