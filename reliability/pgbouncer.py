@@ -146,8 +146,13 @@ def within(times: list[float | None]) -> bool:
 
 def main() -> int:
     install_cleanup()
+    checks: list[tuple[str, bool, str]] = []
     try:
-        ok = print_checks(run())
+        try:
+            run(checks)
+        except RuntimeError as e:  # a command or a request that the checks needed failed
+            checks.append(("completed", False, str(e).replace("\n", " ")[:300]))
+        ok = print_checks(checks)
     except Interrupted:
         return 130
     finally:
@@ -156,7 +161,7 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def run() -> list[tuple[str, bool, str]]:
+def run(checks: list[tuple[str, bool, str]]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", type=Path,
                     default=Path(os.environ.get("IMPORTOPS_BIN", DEFAULT_BINARY)))
@@ -178,7 +183,6 @@ def run() -> list[tuple[str, bool, str]]:
     url = f"postgres://{PG_USER}@{HOST}:{port}/{db}"
     log(f"pgbouncer 127.0.0.1:{port} (transaction pooling, {POOL_SIZE} server connections) "
         f"in front of {db}")
-    checks: list[tuple[str, bool, str]] = []
 
     def cli(cli_args: list[str], stdin: str | None = None) -> str:
         return run_cli(binary, url, cli_args, owner, stdin=stdin)
@@ -199,7 +203,7 @@ def run() -> list[tuple[str, bool, str]]:
                    + "".join(f"; {err.splitlines()[-1] if err else ''}"
                              for rc, err in outcomes if rc != 0)[:300]))
     if not migrated:
-        return checks
+        return
 
     cli(["user", "add", "admin", "--role", "admin"])
     admin = json.loads(cli(["token", "issue", "admin", "--json"]))
@@ -213,7 +217,7 @@ def run() -> list[tuple[str, bool, str]]:
             s.wait_ready()
     except RuntimeError as e:
         checks.append(("serve", False, str(e)[:300]))
-        return checks
+        return
     a, b = KeepAlive(servers["A"].port, 5.0), KeepAlive(servers["B"].port, 5.0)
     first = [c.request("serve", "GET", ENDPOINT, headers=admin_h) for c in (a, b)]
     checks.append(("serve", all(r.status == 200 for r in first),
@@ -326,7 +330,6 @@ def run() -> list[tuple[str, bool, str]]:
     for name, s in servers.items():
         if not s.alive():
             checks.append((f"replica {name} alive", False, s.log_tail(5)))
-    return checks
 
 
 if __name__ == "__main__":
