@@ -47,6 +47,7 @@ pub(super) struct Statements {
     pub(super) pooled: Option<Pooled>,
 }
 
+/// How transactions begin through a transaction pooler.
 #[derive(Debug, Clone)]
 pub(super) struct Pooled {
     /// `BEGIN`, and the server's waits as `SET LOCAL`, since a session's settings do not
