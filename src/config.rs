@@ -24,6 +24,20 @@ pub enum ChangeDetection {
     Poll,
 }
 
+/// What stands between importops and Postgres (docs/compatibility.md, section 6.1). Read by
+/// every command, as the database URL is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum PostgresPooler {
+    /// A direct connection, or a pooler in session mode: named prepared statements, reused.
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`): every statement
+    /// inside an explicit transaction, as the unnamed statement, the server's waits set per
+    /// transaction, the migrations under a transaction-level lock, and change detection by
+    /// polling (LISTEN cannot work there).
+    Transaction,
+}
+
 /// Defaults, each written once: the flags' `default_value_t` and `Settings::default` use them.
 mod defaults {
     pub const LOGIN_EXPIRATION_DAYS: u32 = 90;

@@ -17,6 +17,14 @@ on_both_backends!(
     a_nul_character_in_a_body_is_a_400_on_every_route_with_a_body,
 );
 
+// As through a transaction pooler (`--postgres-pooler transaction`): the same row and table
+// locks, taken inside the transactions that pooled writes begin.
+on_postgres_pooled!(
+    concurrent_upserts_of_one_operation_keep_every_field,
+    concurrent_creates_of_one_new_operation_keep_every_field,
+    concurrent_import_new_leave_exactly_one_valid_operation,
+);
+
 const UPSERT: &str = "/api/v1/import.operations.upsert";
 
 async fn app(db: &TestDb) -> (Arc<TestApp>, Login) {

@@ -13,7 +13,15 @@ use importops::store::{
 };
 use sqlx::Connection;
 
-on_both_backends!(
+/// The suite, on SQLite, on Postgres, and on Postgres as through a transaction pooler.
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        on_both_backends!($($name),*);
+        on_postgres_pooled!($($name),*);
+    };
+}
+
+store_suite!(
     opening_seeds_rocketchat_defaults_once,
     reopening_keeps_an_administrators_changes,
     a_permission_missing_from_an_older_database_appears_after_migrate,
@@ -709,4 +717,50 @@ async fn the_latest_query_uses_its_index(db: TestDb) {
         !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
         "{plan}"
     );
+}
+
+/// Through a transaction pooler (`--postgres-pooler transaction`), two replicas starting at
+/// once on an empty database both migrate it (one waits for the other's transaction-level
+/// lock), and what they write is what sqlx's own migrator expects: a replica that connects
+/// directly opens the same database without a complaint, and the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_migrations_take_turns_and_agree_with_sqlx() {
+    use importops::config::PostgresPooler;
+    let Some(db) = TestDb::postgres_pooled().await else {
+        return;
+    };
+    let (a, b) = tokio::join!(
+        Store::open_with(&db.url, None, PostgresPooler::Transaction),
+        Store::open_with(&db.url, None, PostgresPooler::Transaction),
+    );
+    let (a, b) = (
+        a.expect("the first replica"),
+        b.expect("the second replica"),
+    );
+    assert_eq!(a.list_permissions().await.unwrap().len(), 172);
+    let direct = Store::open(&db.url)
+        .await
+        .expect("sqlx's migrator accepts the bookkeeping");
+    direct.migrate().await.unwrap();
+    for store in [a, b, direct] {
+        store.close().await;
+    }
+
+    // And a database sqlx's migrator made is taken as it is.
+    let Some(other) = TestDb::postgres().await else {
+        return;
+    };
+    other.open().await.close().await;
+    let pooled = Store::open_with(&other.url, None, PostgresPooler::Transaction)
+        .await
+        .expect("the pooled migrations accept sqlx's bookkeeping");
+    let mut conn = sqlx::PgConnection::connect(&other.url).await.unwrap();
+    let (applied, failed): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE NOT success) FROM _sqlx_migrations",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((applied, failed), (6, 0));
+    pooled.close().await;
 }

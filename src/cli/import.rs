@@ -25,7 +25,7 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-pub async fn run(url: &str, args: ImportArgs) -> CliResult {
+pub async fn run(url: &super::Database, args: ImportArgs) -> CliResult {
     let bars = Arc::new(Bars::on_stderr());
     let export = rocketchat::read_export(&args.dir, now_ms(), &*bars).map_err(|e| {
         bars.finish();

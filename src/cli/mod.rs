@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::PostgresPooler;
 use crate::store::{DEFAULT_DATABASE_URL, Store, StoreError, Waits};
 use crate::telemetry::{self, LogFormat};
 
@@ -27,6 +28,12 @@ pub struct Cli {
     /// sqlite://PATH (created on first use) or postgres://USER@HOST/DB
     #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
+
+    /// What stands between importops and Postgres: `none`, or `transaction` for a pooler in
+    /// transaction mode such as PgBouncer's (implies `--change-detection poll`)
+    #[arg(long, global = true, env = "IMPORTOPS_POSTGRES_POOLER", value_enum,
+          default_value_t = PostgresPooler::None)]
+    postgres_pooler: PostgresPooler,
 
     #[command(subcommand)]
     command: Command,
@@ -115,8 +122,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The database the command line names, and how to reach it.
+pub(crate) struct Database {
+    url: String,
+    pooler: PostgresPooler,
+}
+
 async fn run(cli: Cli) -> CliResult {
-    let url = cli.database_url;
+    let url = Database {
+        url: cli.database_url,
+        pooler: cli.postgres_pooler,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(&url, args).await,
         Command::Completions { shell } => {
@@ -139,18 +155,21 @@ async fn run(cli: Cli) -> CliResult {
 }
 
 /// Opens and migrates the database named on the command line.
-async fn open(url: &str) -> Result<Store, CliError> {
-    open_with(url, None).await
+async fn open(database: &Database) -> Result<Store, CliError> {
+    open_with(database, None).await
 }
 
 /// [`open`], with the server's bounds on waiting for Postgres.
-async fn open_with(url: &str, waits: Option<Waits>) -> Result<Store, CliError> {
-    Store::open_with(url, waits).await.map_err(|e| match e {
-        StoreError::Other(sqlx::Error::Configuration(msg)) => {
-            CliError::Usage(format!("{msg} (got {:?})", redacted(url)))
-        }
-        other => other.into(),
-    })
+async fn open_with(database: &Database, waits: Option<Waits>) -> Result<Store, CliError> {
+    let url = &database.url;
+    Store::open_with(url, waits, database.pooler)
+        .await
+        .map_err(|e| match e {
+            StoreError::Other(sqlx::Error::Configuration(msg)) => {
+                CliError::Usage(format!("{msg} (got {:?})", redacted(url)))
+            }
+            other => other.into(),
+        })
 }
 
 /// The database URL as it may be shown in a message: a password in it (`user:PASSWORD@` or a

@@ -72,7 +72,7 @@ impl ServeArgs {
     }
 }
 
-pub async fn run(url: &str, args: ServeArgs) -> CliResult {
+pub async fn run(url: &super::Database, args: ServeArgs) -> CliResult {
     let store = open_with(url, Some(args.waits())).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
         bootstrap_admin(&store, username, password).await?;

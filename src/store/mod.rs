@@ -14,6 +14,7 @@ mod file_identity;
 mod import;
 mod operations;
 mod permissions;
+mod pooled;
 mod postgres;
 mod sessions;
 mod sqlite;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use changes::Kinds;
 
+use crate::config::PostgresPooler;
 use crate::domain::auth::TokenKind;
 use crate::domain::operation::Operation;
 
@@ -276,8 +278,9 @@ impl Observation {
     }
 }
 
-/// Runs `$body` with `$pool` bound to the store's pool. The body is written once and
-/// compiled once per backend, so its statement texts serve both.
+/// Runs `$body` with `$pool` bound to the store's executor of reads: the pool (on Postgres
+/// through a transaction pooler, one transaction per statement: `pooled`). The body is
+/// written once and compiled once per backend, so its statement texts serve both.
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.engine {
@@ -286,7 +289,7 @@ macro_rules! with_pool {
                 $body
             }
             $crate::store::Engine::Postgres(db) => {
-                let $pool = &db.pool;
+                let $pool = db.reads();
                 $body
             }
         }
@@ -352,12 +355,16 @@ impl Store {
     /// at once as `StoreError::Open`, in words that name it (the pool would retry a refused
     /// connection until its timeout, and its errors do not say where it tried).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, None).await
+        Self::open_with(url, None, PostgresPooler::None).await
     }
 
     /// [`Store::open`], with the server's bounds on waiting for Postgres.
-    pub async fn open_with(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
-        let store = Self::connect_lazy_with(url, waits)?;
+    pub async fn open_with(
+        url: &str,
+        waits: Option<Waits>,
+        pooler: PostgresPooler,
+    ) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy_with(url, waits, pooler)?;
         match &store.engine {
             Engine::Sqlite(db) => db.check_open().await?,
             Engine::Postgres(db) => db.check_open().await?,
@@ -368,16 +375,22 @@ impl Store {
 
     /// A store whose connections are made on first use, without migrating.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
-        Self::connect_lazy_with(url, None)
+        Self::connect_lazy_with(url, None, PostgresPooler::None)
     }
 
-    fn connect_lazy_with(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
+    fn connect_lazy_with(
+        url: &str,
+        waits: Option<Waits>,
+        pooler: PostgresPooler,
+    ) -> Result<Self, StoreError> {
         let backend: Backend = url
             .parse()
             .map_err(|e: String| StoreError::Other(sqlx::Error::Configuration(e.into())))?;
         let engine = match backend {
             Backend::Sqlite => Engine::Sqlite(sqlite::SqliteDb::connect_lazy(url)?),
-            Backend::Postgres => Engine::Postgres(postgres::PostgresDb::connect_lazy(url, waits)?),
+            Backend::Postgres => {
+                Engine::Postgres(postgres::PostgresDb::connect_lazy(url, waits, pooler)?)
+            }
         };
         Ok(Store {
             engine,
@@ -395,7 +408,10 @@ impl Store {
 
     /// The pool's connections: (open, idle).
     pub fn pool_status(&self) -> (u32, usize) {
-        with_pool!(self, |pool| (pool.size(), pool.num_idle()))
+        match &self.engine {
+            Engine::Sqlite(db) => (db.pool.size(), db.pool.num_idle()),
+            Engine::Postgres(db) => (db.pool().size(), db.pool().num_idle()),
+        }
     }
 
     /// How many writes this process has made through this store and its clones to any of
@@ -466,7 +482,10 @@ impl Store {
 
     /// Closes every connection; later calls fail as unavailable.
     pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await)
+        match &self.engine {
+            Engine::Sqlite(db) => db.pool.close().await,
+            Engine::Postgres(db) => db.pool().close().await,
+        }
     }
 
     /// One round trip to the database (on SQLite, also a fresh open of the file).
@@ -523,16 +542,29 @@ impl Dialect for sqlx::Postgres {
     }
 }
 
+/// A write transaction (`in_write!`'s), which names its backend.
+trait WriteTransaction {
+    type Db: Dialect;
+}
+
+impl WriteTransaction for sqlx::Transaction<'_, sqlx::Sqlite> {
+    type Db = sqlx::Sqlite;
+}
+
+impl WriteTransaction for pooled::Write {
+    type Db = sqlx::Postgres;
+}
+
 /// `Dialect::SERIALIZE_OPERATIONS` for the backend of the transaction `_tx`.
-fn serialize_operations<DB: Dialect>(_tx: &sqlx::Transaction<'_, DB>) -> Option<&'static str> {
-    DB::SERIALIZE_OPERATIONS
+fn serialize_operations<T: WriteTransaction>(_tx: &T) -> Option<&'static str> {
+    T::Db::SERIALIZE_OPERATIONS
 }
 
 /// `INSERT INTO <table> (<columns>) VALUES ($1, ..), (..) ..` for `rows` rows, followed by
 /// `suffix`, for the backend of the transaction `_tx`: the text of one multi-row statement,
 /// whose values are bound row after row in order.
-fn insert_values<DB: Dialect>(
-    _tx: &sqlx::Transaction<'_, DB>,
+fn insert_values<T: WriteTransaction>(
+    _tx: &T,
     table: &str,
     columns: &[&str],
     rows: usize,
@@ -550,7 +582,7 @@ fn insert_values<DB: Dialect>(
                 sql.push_str(", ");
             }
             n += 1;
-            DB::push_parameter(&mut sql, n);
+            T::Db::push_parameter(&mut sql, n);
         }
         sql.push(')');
     }
@@ -561,22 +593,18 @@ fn insert_values<DB: Dialect>(
 
 /// The inside of an `IN (..)` list of `n` parameters for the backend of `_tx`, each one
 /// wrapped in `function(..)` when a function is named.
-fn parameter_list<DB: Dialect>(
-    _tx: &sqlx::Transaction<'_, DB>,
-    n: usize,
-    function: &str,
-) -> String {
+fn parameter_list<T: WriteTransaction>(_tx: &T, n: usize, function: &str) -> String {
     let mut sql = String::new();
     for i in 1..=n {
         if i > 1 {
             sql.push_str(", ");
         }
         if function.is_empty() {
-            DB::push_parameter(&mut sql, i);
+            T::Db::push_parameter(&mut sql, i);
         } else {
             sql.push_str(function);
             sql.push('(');
-            DB::push_parameter(&mut sql, i);
+            T::Db::push_parameter(&mut sql, i);
             sql.push(')');
         }
     }

@@ -1,5 +1,6 @@
-//! What only PostgreSQL does: a pool for several stateless replicas on one database, and a
-//! change watcher that listens to the notifications the tables' triggers send on commit.
+//! What only PostgreSQL does: a pool for several stateless replicas on one database (directly
+//! or through a transaction pooler: `pooled`), and a change watcher that listens to the
+//! notifications the tables' triggers send on commit, or polls the change counters.
 
 use std::ops::ControlFlow;
 use std::str::FromStr;
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::time::timeout;
 
 use super::changes::{self, Counters};
+use super::pooled::{Pooled, Reads, Statements, Write};
 use super::{HEARTBEAT, HEARTBEAT_TIMEOUT, Kinds, Observation, StoreError, Waits};
-use crate::config::ChangeDetection;
+use crate::config::{ChangeDetection, PostgresPooler};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -24,18 +26,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub(super) struct PostgresDb {
-    pub(super) pool: PgPool,
+    /// The pool, and how statements run on it (`pooled`).
+    pub(super) statements: Statements,
     /// The change watcher's own connections, kept apart so that a pool busy with requests
     /// cannot delay its heartbeat, with a short acquire timeout (`HEARTBEAT_TIMEOUT`). Two:
     /// a connection lost in a silent partition may be held until it ends.
     watch_pool: PgPool,
     /// For the first connection at start-up, outside the pool.
     options: Box<PgConnectOptions>,
-    /// How this store's write transactions begin: `BEGIN`, then naming this process as the
-    /// writer (`importops.origin`, a random id), which the change notifications carry
-    /// (migration 0030), so that the watcher does not count this process's own writes a
-    /// second time: they already emptied what they changed when they committed.
-    begin: &'static str,
+    /// This process's name in the change notifications of its writes (`Statements::origin`):
+    /// a random id.
     origin: Box<str>,
 }
 
@@ -179,24 +179,43 @@ fn heartbeat(
 }
 
 impl PostgresDb {
-    pub(super) fn connect_lazy(url: &str, waits: Option<Waits>) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
+    pub(super) fn connect_lazy(
+        url: &str,
+        waits: Option<Waits>,
+        pooler: PostgresPooler,
+    ) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(StoreError::Other)?;
+        let pooled = pooler == PostgresPooler::Transaction;
+        if pooled {
+            // No statement kept by name (`pooled`); and no `extra_float_digits` start-up
+            // parameter, which PgBouncer refuses unless told to ignore it (the Postgres default
+            // is fine: no statement of ours reads a float as text).
+            options = options.statement_cache_capacity(0).extra_float_digits(None);
+        }
         let mut pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(waits.map_or(ACQUIRE_TIMEOUT, |w| w.acquire));
+        let mut begin = None;
         if let Some(waits) = waits {
-            // Set on each new connection with a plain SET (not the `options` start-up
-            // parameter, which connection poolers refuse); 0 means no bound, as in Postgres.
-            // Made once per store (a process opens one), so it may live as long as the process.
-            let set: &'static str = Box::leak(
-                format!(
-                    "SET lock_timeout = {}; SET statement_timeout = {}",
-                    waits.lock.as_millis(),
-                    waits.statement.as_millis()
-                )
-                .into_boxed_str(),
-            );
-            pool = pool.after_connect(move |conn, _| apply_waits(conn, set));
+            // 0 means no bound, as in Postgres. Never the `options` start-up parameter, which
+            // connection poolers refuse.
+            let (lock, statement) = (waits.lock.as_millis(), waits.statement.as_millis());
+            if pooled {
+                // A session's settings do not survive a transaction there: set per transaction.
+                begin = Some(format!(
+                    "BEGIN; SET LOCAL lock_timeout = {lock}; SET LOCAL statement_timeout = {statement}"
+                ));
+            } else {
+                // Set on each new connection with a plain SET. Made once per store (a process
+                // opens one), so it may live as long as the process.
+                let set: &'static str = Box::leak(
+                    format!("SET lock_timeout = {lock}; SET statement_timeout = {statement}")
+                        .into_boxed_str(),
+                );
+                pool = pool.after_connect(move |conn, _| apply_waits(conn, set));
+            }
+        } else if pooled {
+            begin = Some("BEGIN".to_owned());
         }
         let pool = pool.connect_lazy_with(options.clone());
         let watch_pool = PgPoolOptions::new()
@@ -207,28 +226,60 @@ impl PostgresDb {
         let origin = crate::domain::ids::new_meteor_id();
         // A Meteor id is letters and digits only: safe inside the quotes. Made once per store
         // (a process opens one), so it may live as long as the process.
-        let begin: &'static str =
-            Box::leak(format!("BEGIN; SET LOCAL importops.origin = '{origin}'").into_boxed_str());
+        let set_origin: &'static str =
+            Box::leak(format!("SET LOCAL importops.origin = '{origin}'").into_boxed_str());
         Ok(PostgresDb {
-            pool,
+            statements: Statements {
+                pool,
+                pooled: begin.map(|begin| Pooled {
+                    begin: begin.into(),
+                    wait: waits.map(|w| w.acquire),
+                }),
+                origin: Some(set_origin),
+            },
             watch_pool,
             options: Box::new(options),
-            begin,
             origin: origin.into_boxed_str(),
         })
     }
 
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.statements.pool
+    }
+
+    /// The executor of reads (`with_pool!`).
+    pub(super) fn reads(&self) -> Reads<'_> {
+        self.statements.reads()
+    }
+
+    fn pooled(&self) -> bool {
+        self.statements.pooled.is_some()
+    }
+
     /// Applies the migrations without the server's waits (an index built on a large table may
     /// take longer than a request may wait): through a one-connection pool of their own,
-    /// closed afterwards.
+    /// closed afterwards. Through a transaction pooler, sqlx's migrator cannot work (a
+    /// session-level lock, named statements), so they run as `migrate_in_one_transaction`.
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with((*self.options).clone());
-        let result = MIGRATOR.run(&pool).await;
+        let result = if self.pooled() {
+            let statements = Statements {
+                pool: pool.clone(),
+                pooled: Some(Pooled {
+                    begin: "BEGIN".into(),
+                    wait: None,
+                }),
+                origin: None,
+            };
+            migrate_in_one_transaction(&statements).await
+        } else {
+            MIGRATOR.run(&pool).await.map_err(StoreError::from)
+        };
         pool.close().await;
-        Ok(result?)
+        result
     }
 
     /// Connects once, outside the pool, so that a server that cannot be used fails at once
@@ -251,8 +302,8 @@ impl PostgresDb {
 
     /// Read committed: each statement of a write sees what others committed before it, and
     /// the unique indexes decide races.
-    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin_with(self.begin).await?)
+    pub(super) async fn begin_write(&self) -> Result<Write, StoreError> {
+        Ok(self.statements.begin_write().await?)
     }
 
     /// What a change notification's payload says changed (migration 0030).
@@ -266,6 +317,13 @@ impl PostgresDb {
         interval: Duration,
         report: impl FnMut(Observation) -> ControlFlow<()> + Send,
     ) {
+        // LISTEN cannot work through a transaction pooler: the notifications go to whichever
+        // client holds the server connection at the time.
+        let detection = if self.pooled() {
+            ChangeDetection::Poll
+        } else {
+            detection
+        };
         match detection {
             ChangeDetection::Notify => self.listen_for_changes(interval, report).await,
             ChangeDetection::Poll => self.poll_changes(interval, report).await,
@@ -363,14 +421,131 @@ impl PostgresDb {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.reads()).await?;
         Ok(())
     }
+}
+
+/// The key of sqlx's migration lock for `database` (`pg_advisory_lock` of this number, taken
+/// by a replica that connects directly), so that replicas with and without a pooler take turns:
+/// 0x3d32ad9e times the CRC-32 (ISO-HDLC) of the database's name.
+fn migration_lock_key(database: &str) -> i64 {
+    let mut crc: u32 = !0;
+    for &byte in database.as_bytes() {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    0x3d32_ad9e * i64::from(!crc)
+}
+
+/// sqlx's migration bookkeeping table, as sqlx's migrator creates it, so that either way of
+/// migrating reads what the other wrote.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// The migrations through a transaction pooler: all pending ones in one transaction, under a
+/// transaction-level advisory lock (released at its end, on whichever server connection it
+/// ran), with sqlx's checks: a failed migration left behind, an applied one missing here, or
+/// one changed since it was applied stop it.
+///
+/// Boxed: the executor's lifetimes are too general for the compiler to prove the future
+/// `Send` otherwise.
+fn migrate_in_one_transaction(
+    statements: &Statements,
+) -> futures_util::future::BoxFuture<'_, Result<(), StoreError>> {
+    Box::pin(migrate_in_one_transaction_unboxed(statements))
+}
+
+async fn migrate_in_one_transaction_unboxed(statements: &Statements) -> Result<(), StoreError> {
+    use sqlx::migrate::{MigrateError, MigrationType};
+
+    let mut tx = statements.begin().await?;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(migration_lock_key(&database))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::Executor::execute(&mut *tx, MIGRATIONS_TABLE).await?;
+    let dirty: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(version) = dirty {
+        return Err(MigrateError::Dirty(version).into());
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let ours = || {
+        MIGRATOR
+            .iter()
+            .filter(|m| !matches!(m.migration_type, MigrationType::ReversibleDown))
+    };
+    for (version, _) in &applied {
+        if !ours().any(|m| m.version == *version) {
+            return Err(MigrateError::VersionMissing(*version).into());
+        }
+    }
+    for migration in ours() {
+        match applied
+            .iter()
+            .find(|(version, _)| *version == migration.version)
+        {
+            Some((_, checksum)) if *checksum != *migration.checksum => {
+                return Err(MigrateError::VersionMismatch(migration.version).into());
+            }
+            Some(_) => {}
+            None => {
+                let started = std::time::Instant::now();
+                // A bare `&str` runs in the simple protocol, which takes several statements.
+                sqlx::Executor::execute(&mut *tx, &*migration.sql)
+                    .await
+                    .map_err(|e| MigrateError::ExecuteMigration(e, migration.version))?;
+                sqlx::query(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     VALUES ($1, $2, TRUE, $3, $4)",
+                )
+                .bind(migration.version)
+                .bind(&*migration.description)
+                .bind(&*migration.checksum)
+                .bind(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_migration_lock_is_sqlx_s() {
+        // CRC-32 (ISO-HDLC) of "123456789" is 0xCBF43926.
+        assert_eq!(
+            migration_lock_key("123456789"),
+            0x3d32_ad9e * 0xCBF4_3926_i64
+        );
+    }
 
     #[test]
     fn notifications_name_the_kind_the_user_and_the_writer() {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use importops::Store;
 use importops::accounts::{NewAccount, TokenLifetime, create_user, issue_token};
-use importops::config::Settings;
+use importops::config::{PostgresPooler, Settings};
 use importops::http::{AppState, router};
 use sqlx::Connection;
 use tower::ServiceExt;
@@ -20,6 +20,8 @@ pub const POSTGRES_ENV: &str = "IMPORTOPS_TEST_POSTGRES_URL";
 /// A database that exists for one test and is removed after it.
 pub struct TestDb {
     pub url: String,
+    /// How `open` reaches Postgres: directly, or as through a transaction pooler.
+    pub pooler: PostgresPooler,
     cleanup: Cleanup,
 }
 
@@ -34,6 +36,7 @@ impl TestDb {
         let url = format!("sqlite://{}/importops.db", dir.path().display());
         TestDb {
             url,
+            pooler: PostgresPooler::None,
             cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -42,6 +45,17 @@ impl TestDb {
     /// `None` (said once on stderr) when the variable is not set. When it is set, an
     /// unreachable server fails the test: CI must never skip this suite silently.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(PostgresPooler::None).await
+    }
+
+    /// [`TestDb::postgres`], opened as through a pooler in transaction mode
+    /// (`--postgres-pooler transaction`): the same statements, unnamed, each inside a
+    /// transaction, which Postgres takes directly too.
+    pub async fn postgres_pooled() -> Option<Self> {
+        Self::postgres_with(PostgresPooler::Transaction).await
+    }
+
+    async fn postgres_with(pooler: PostgresPooler) -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
             static SAID: Once = Once::new();
             SAID.call_once(|| {
@@ -64,12 +78,13 @@ impl TestDb {
         let _ = conn.close().await;
         Some(TestDb {
             url: with_database(&admin_url, &name),
+            pooler,
             cleanup: Cleanup::Postgres { admin_url, name },
         })
     }
 
     pub async fn open(&self) -> Store {
-        Store::open(&self.url)
+        Store::open_with(&self.url, None, self.pooler)
             .await
             .expect("open the test database")
     }
@@ -137,6 +152,24 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(db) = $crate::common::TestDb::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed `async fn name(db: TestDb)` on Postgres opened as through a transaction
+/// pooler (`TestDb::postgres_pooled`).
+#[macro_export]
+macro_rules! on_postgres_pooled {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_pooled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::postgres_pooled().await {
                         super::$name(db).await;
                     }
                 }
