@@ -8,7 +8,9 @@ import sys
 
 
 def key(version: str) -> tuple:
-    return tuple(int(x) for x in version.split("."))
+    """1.88 and 1.88.0 are the same version: missing parts count as 0."""
+    parts = [int(x) for x in version.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def main() -> int:
