@@ -45,11 +45,11 @@ pub(super) struct Statements {
     pub(super) pool: PgPool,
     /// Through a transaction pooler, how each transaction begins.
     pub(super) pooled: Option<Pooled>,
-    /// What a write transaction adds to its `BEGIN`: naming this process as the writer
-    /// (`SET LOCAL importops.origin = '…'`), which the change notifications carry (migration
-    /// 0030), so that this process's watcher does not count its own writes a second time.
-    /// `None` for the migrations.
-    pub(super) origin: Option<&'static str>,
+    /// How a write transaction begins: as any transaction here, then naming this process as
+    /// the writer (`SET LOCAL importops.origin = '…'`), which the change notifications carry
+    /// (migration 0030), so that this process's watcher does not count its own writes a
+    /// second time. Made once, not per write. `None` (the migrations): as any transaction.
+    pub(super) write_begin: Option<Cow<'static, str>>,
 }
 
 /// How transactions begin through a transaction pooler.
@@ -72,26 +72,25 @@ impl Statements {
 
     /// Begins a transaction on the pool, as this mode wants.
     pub(super) async fn begin(&self) -> Result<Write, Error> {
-        self.begin_as(None).await
+        self.begin_with(self.pooled.as_ref().map(|p| &p.begin))
+            .await
     }
 
-    /// Begins a write transaction, which names this process (`origin`).
+    /// Begins a write transaction, which names this process (`write_begin`).
     pub(super) async fn begin_write(&self) -> Result<Write, Error> {
-        self.begin_as(self.origin).await
+        match &self.write_begin {
+            Some(begin) => self.begin_with(Some(begin)).await,
+            None => self.begin().await,
+        }
     }
 
-    async fn begin_as(&self, origin: Option<&'static str>) -> Result<Write, Error> {
-        let begin: Option<Cow<'static, str>> = match (&self.pooled, origin) {
-            (None, None) => None,
-            (None, Some(origin)) => Some(format!("BEGIN; {origin}").into()),
-            (Some(pooled), None) => Some(pooled.begin.clone()),
-            (Some(pooled), Some(origin)) => Some(format!("{}; {origin}", pooled.begin).into()),
-        };
+    /// Begins with `begin` (sqlx's plain `BEGIN` when `None`), within the pooler's wait.
+    async fn begin_with(&self, begin: Option<&Cow<'static, str>>) -> Result<Write, Error> {
         let wait = self.pooled.as_ref().and_then(|p| p.wait);
         let begun = async {
             match begin {
                 None => self.pool.begin().await,
-                Some(begin) => self.pool.begin_with(begin).await,
+                Some(begin) => self.pool.begin_with(begin.clone()).await,
             }
         };
         let tx = match wait {

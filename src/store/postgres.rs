@@ -225,9 +225,14 @@ impl PostgresDb {
             .connect_lazy_with(options.clone());
         let origin = crate::domain::ids::new_meteor_id();
         // A Meteor id is letters and digits only: safe inside the quotes. Made once per store
-        // (a process opens one), so it may live as long as the process.
-        let set_origin: &'static str =
-            Box::leak(format!("SET LOCAL importops.origin = '{origin}'").into_boxed_str());
+        // (a process opens one) and borrowed by every write, so it lives as long as the process.
+        let write_begin: &'static str = Box::leak(
+            format!(
+                "{}; SET LOCAL importops.origin = '{origin}'",
+                begin.as_deref().unwrap_or("BEGIN")
+            )
+            .into_boxed_str(),
+        );
         Ok(PostgresDb {
             statements: Statements {
                 pool,
@@ -235,7 +240,7 @@ impl PostgresDb {
                     begin: begin.into(),
                     wait: waits.map(|w| w.acquire),
                 }),
-                origin: Some(set_origin),
+                write_begin: Some(std::borrow::Cow::Borrowed(write_begin)),
             },
             watch_pool,
             options: Box::new(options),
@@ -272,7 +277,7 @@ impl PostgresDb {
                     begin: "BEGIN".into(),
                     wait: None,
                 }),
-                origin: None,
+                write_begin: None,
             };
             migrate_in_one_transaction(&statements).await
         } else {
