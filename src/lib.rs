@@ -13,6 +13,7 @@ pub mod connections;
 pub mod domain;
 pub mod hashing;
 pub mod http;
+pub mod importer;
 pub mod rocketchat;
 pub mod server;
 pub mod store;
