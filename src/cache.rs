@@ -347,6 +347,9 @@ async fn watch(store: Store, detection: ChangeDetection, cache: Weak<Cache>) {
                 Observation::Unchanged => {}
                 Observation::Changed(kinds) => {
                     cache.count_remote(kinds);
+                    if kinds.contains(Kinds::OPERATIONS) {
+                        store.operations_changed_elsewhere();
+                    }
                     if kinds.indices().any(|i| Kinds::EACH[i] == Kinds::SESSIONS) {
                         cache.drop_sessions(None);
                     }

@@ -6,7 +6,7 @@
 //! the new one closed instead.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -48,6 +48,8 @@ fn parse_open_files(limits: &str) -> Option<usize> {
 struct Conn {
     /// Milliseconds since the registry began when it started waiting, or [`BUSY`].
     waiting_since: AtomicU64,
+    /// Long-lived answers (event streams, WebSockets) in progress: busy while any is.
+    holds: AtomicUsize,
     shed: Notify,
 }
 
@@ -110,6 +112,7 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             waiting_since: AtomicU64::new(self.now()),
+            holds: AtomicUsize::new(0),
             shed: Notify::new(),
         });
         open.insert(id, Arc::clone(&conn));
@@ -136,10 +139,34 @@ impl Activity {
         self.conn.waiting_since.store(BUSY, Ordering::Relaxed);
     }
 
-    /// The answer is out: the connection waits for its next request from now on.
+    /// The answer is out: the connection waits for its next request from now on (unless a
+    /// long-lived answer still holds it).
     pub fn waiting(&self) {
+        if self.conn.holds.load(Ordering::Acquire) > 0 {
+            return;
+        }
         let now = self.registry.now();
         self.conn.waiting_since.store(now, Ordering::Relaxed);
+    }
+
+    /// Keeps the connection busy while the returned guard lives, whatever its requests
+    /// report: an event stream or a WebSocket, whose answer goes on after its headers.
+    pub fn hold(&self) -> Held {
+        self.conn.holds.fetch_add(1, Ordering::AcqRel);
+        self.busy();
+        Held(self.clone())
+    }
+}
+
+/// A long-lived answer's hold on its connection (`Activity::hold`).
+#[derive(Debug)]
+pub struct Held(Activity);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.0.conn.holds.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.waiting();
+        }
     }
 }
 
@@ -159,6 +186,29 @@ impl Registration {
     pub async fn shed(&self) {
         self.activity.conn.shed.notified().await;
     }
+}
+
+/// What a request knows of its connection (a request extension the server adds): its
+/// activity, and its place among the open connections, which a WebSocket keeps after the
+/// upgrade (the connection's own task then ends) so that it still counts.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlot(pub Arc<Registration>);
+
+impl ConnectionSlot {
+    /// Holds the connection busy, and its place in the registry, while the guard lives.
+    pub fn hold(&self) -> SlotHeld {
+        SlotHeld {
+            _held: self.0.activity.hold(),
+            _slot: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// A long-lived answer's hold on its connection and its place (`ConnectionSlot::hold`).
+#[derive(Debug)]
+pub struct SlotHeld {
+    _held: Held,
+    _slot: Arc<Registration>,
 }
 
 impl Drop for Registration {

@@ -15,7 +15,6 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -57,6 +56,12 @@ pub async fn run(
     bounds: Bounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let streams = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams and WebSockets end now, well within the drain bound.
+        streams.close_streams();
+    };
     serve(listener, router(state), bounds, shutdown).await
 }
 
@@ -75,7 +80,11 @@ pub async fn serve(
         // Past hyper's count its 431 has no body: ours (limits::check) decides below it.
         .max_headers(crate::http::limits::PARSED_HEADER_FIELDS)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    // Told to each connection after the grace; the drain waits until every connection's task
+    // has dropped its `_live` sender. (hyper-util's `GracefulShutdown` does not take a
+    // connection that can be upgraded to a WebSocket.)
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let (live, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -99,11 +108,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let registration = Arc::new(registration);
+        let slot = crate::connections::ConnectionSlot(Arc::clone(&registration));
         let activity = registration.activity();
         let body_read_timeout = bounds.body_read_timeout;
         // The peer address feeds the rate limiter's per-client counters.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(slot.clone());
             let activity = activity.clone();
             let request =
                 request.map(|body| DeadlineBody::new(body, body_read_timeout, activity.clone()));
@@ -114,17 +126,30 @@ pub async fn serve(
                 response
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         let open = crate::telemetry::OpenConnection::start();
+        let mut draining = draining.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let _open = open;
-            tokio::select! {
-                result = connection => if let Err(error) = result {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                },
+            let _live = live;
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
                 () = registration.shed() => {
                     tracing::debug!(%peer, "closed a waiting connection to make room");
+                    return;
                 }
+                _ = async { draining.wait_for(|d| *d).await.map(drop) } => {
+                    // Answers the request in progress, if any, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
     }
@@ -132,7 +157,9 @@ pub async fn serve(
     // New connections are refused from here on.
     drop(listener);
     tokio::time::sleep(SHUTDOWN_GRACE).await;
-    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+    let _ = drain.send(true);
+    drop(live);
+    if tokio::time::timeout(DRAIN_LIMIT, all_done.recv())
         .await
         .is_err()
     {

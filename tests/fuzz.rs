@@ -154,6 +154,16 @@ const ROUTES: &[Route] = &[
     route("GET", "/readyz", Access::Open),
 ];
 
+/// Documented routes this suite leaves out, with why: the event stream's answer never ends
+/// while its caller may read it (its 401/403/400 are JSON like any other route's), and the
+/// DDP-over-REST routes answer a method's error as Rocket.Chat does, `{"message", "success":
+/// false}` without `error`. tests/realtime.rs covers all three through a real server.
+const NOT_FUZZED: [(&str, &str); 3] = [
+    ("GET", "/api/v1/import.operations.events"),
+    ("POST", "/api/v1/method.call/{method}"),
+    ("POST", "/api/v1/method.callAnon/{method}"),
+];
+
 const fn route(method: &'static str, path: &'static str, access: Access) -> Route {
     Route {
         method,
@@ -2308,6 +2318,11 @@ fn the_route_table_is_the_documents() {
     let mut ours: Vec<(String, String)> = ROUTES
         .iter()
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .chain(
+            NOT_FUZZED
+                .iter()
+                .map(|(m, p)| ((*m).to_owned(), (*p).to_owned())),
+        )
         .collect();
     documented.sort();
     ours.sort();

@@ -128,6 +128,21 @@ const ROUTES: &[Route] = &[
         body: true,
         ..api("post", "/api/v1/import.operations.upsert")
     },
+    Route {
+        permission: true,
+        ..api("get", "/api/v1/import.operations.events")
+    },
+    // `rateLimiterOptions: false` in Rocket.Chat: the API's limiter does not count them.
+    Route {
+        limited: false,
+        body: true,
+        ..api("post", "/api/v1/method.call/{method}")
+    },
+    Route {
+        bad_request: true,
+        body: true,
+        ..route("post", "/api/v1/method.callAnon/{method}")
+    },
     route("get", "/api/v1/openapi.json"),
     route("get", "/api/v1/docs"),
     route("get", "/api/info"),
@@ -438,6 +453,15 @@ async fn parameters_and_request_bodies_are_documented() {
             assert_eq!(param["required"], false);
             assert_eq!(param["schema"]["type"], "string");
             assert_eq!(param["schema"]["format"], "date-time");
+        } else if route.path == "/api/v1/import.operations.events" {
+            let param = &op["parameters"][0];
+            assert_eq!(param["name"], "Last-Event-ID");
+            assert_eq!(param["in"], "header");
+            assert_eq!(param["required"], false);
+        } else if route.path.starts_with("/api/v1/method.call") {
+            let param = &op["parameters"][0];
+            assert_eq!(param["name"], "method");
+            assert_eq!(param["in"], "path");
         } else {
             assert!(op.get("parameters").is_none(), "{what} takes no parameter");
         }

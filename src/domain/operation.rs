@@ -74,6 +74,34 @@ pub fn importer_by_key(key: &str) -> Option<&'static Importer> {
     IMPORTERS.iter().find(|i| i.key == key)
 }
 
+/// An operation's progress as Rocket.Chat reports it (`ImporterProgress`: `getImportProgress`,
+/// and the `stream-importers` `progress` event): the importer's key and name, the step (its
+/// `status`) and the counts (missing numbers 0). `None` when its `importerKey` names no
+/// importer Rocket.Chat registers (docs/compatibility.md, section 12).
+pub fn progress(op: &Map<String, Value>) -> Option<Value> {
+    let key = op.get("importerKey").and_then(Value::as_str)?;
+    let importer = importer_by_key(key)?;
+    let count = |field: &str| {
+        op.get("count")
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut out = Map::new();
+    out.insert("key".into(), importer.key.into());
+    out.insert("name".into(), importer.name.into());
+    out.insert(
+        "step".into(),
+        op.get("status").cloned().unwrap_or(Value::Null),
+    );
+    let mut counts = Map::new();
+    for field in ["completed", "total", "error"] {
+        counts.insert(field.into(), count(field).into());
+    }
+    out.insert("count".into(), Value::Object(counts));
+    Some(Value::Object(out))
+}
+
 /// `import.status`'s state for an operation, as Rocket.Chat derives it.
 pub fn import_state(status: &str, valid: bool) -> &'static str {
     if !valid && status != "importer_done" {

@@ -70,6 +70,11 @@ pub fn auth_token(headers: &HeaderMap) -> Option<&str> {
     single_header(headers, "x-auth-token")
 }
 
+/// The `X-User-Id` of a request that passed authentication.
+pub fn user_id(headers: &HeaderMap) -> Option<&str> {
+    single_header(headers, "x-user-id")
+}
+
 /// The single value of a header, if it was sent exactly once as non-empty visible ASCII.
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();

@@ -305,8 +305,14 @@ pub async fn progress(
     State(state): State<AppState>,
     _: Guarded<Progress>,
 ) -> Result<Json<api::ImportProgress>, ApiError> {
+    Ok(Json(current_progress(&state).await?))
+}
+
+/// The current operation's progress, as `getImportProgress` answers it over REST and DDP
+/// (the route and the method share it; the method leaves `success` out).
+pub(crate) async fn current_progress(state: &AppState) -> Result<api::ImportProgress, ApiError> {
     // Rocket.Chat's Meteor errors here carry the method's name as `details`.
-    let Some(op) = current(&state).await? else {
+    let Some(op) = current(state).await? else {
         return Err(
             ApiError::meteor("error-operation-not-found", "Import Operation Not Found")
                 .with_details("getImportProgress"),
@@ -329,7 +335,7 @@ pub async fn progress(
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
-    Ok(Json(api::ImportProgress {
+    Ok(api::ImportProgress {
         key: importer.key,
         name: importer.name,
         step: op.get("status").cloned().unwrap_or(Value::Null),
@@ -339,7 +345,7 @@ pub async fn progress(
             error: count("error"),
         },
         success: True,
-    }))
+    })
 }
 
 /// The body of `import.operations.upsert`: the operation's fields, with `_id` to update one.

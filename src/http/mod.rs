@@ -10,19 +10,21 @@ pub mod cors;
 mod dashboard;
 pub mod deadline;
 pub mod error;
+pub mod events;
 pub mod guard;
 mod health;
-mod imports;
+pub(crate) mod imports;
 pub(crate) mod limits;
 pub mod login_guard;
 mod observe;
 pub mod openapi;
-mod operations;
+pub(crate) mod operations;
 pub mod params;
 mod permissions;
 pub mod rate_limit;
+pub mod realtime;
 mod user_views;
-mod users;
+pub(crate) mod users;
 
 pub(crate) use observe::current_request_id;
 
@@ -56,6 +58,10 @@ pub struct Shared {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// The slots logins and `users.create` hash passwords in.
     pub hashing: crate::hashing::PasswordHashing,
+    /// Every operation created or changed, for the event streams and DDP subscriptions.
+    pub feed: crate::feed::Feed,
+    /// Set when the server shuts down: long-lived streams (events, WebSockets) end then.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -65,6 +71,7 @@ impl AppState {
         // Install the metrics recorder before the first request is counted.
         crate::telemetry::metrics();
         let cache = Cache::new(store.clone(), settings.change_detection);
+        let feed = crate::feed::Feed::start(store.clone());
         AppState(Arc::new(Shared {
             access: Access::new(store.clone(), cache.clone(), &settings),
             cache,
@@ -72,8 +79,25 @@ impl AppState {
             limiter: RateLimiter::from_settings(&settings).map(Arc::new),
             login_guard: Arc::default(),
             hashing: crate::hashing::PasswordHashing::new(settings.password_hashing),
+            feed,
+            closing: tokio::sync::watch::Sender::new(false),
             settings: Arc::new(settings),
         }))
+    }
+}
+
+impl AppState {
+    /// Ends the long-lived streams (events, WebSockets): the server is shutting down.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the server is shutting down.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
     }
 }
 
@@ -105,6 +129,9 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(imports::importers))
         .routes(routes!(imports::progress))
         .routes(routes!(imports::upsert))
+        .routes(routes!(events::events))
+        .routes(routes!(realtime::method_call))
+        .routes(routes!(realtime::method_call_anon))
         .routes(routes!(health::info))
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz));
@@ -113,7 +140,9 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
     } else {
         api
     };
-    api.routes(routes!(dashboard::page))
+    // DDP's WebSocket is no HTTP operation to document (docs/compatibility.md, section 12).
+    api.route("/websocket", axum::routing::get(realtime::websocket))
+        .routes(routes!(dashboard::page))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }

@@ -101,6 +101,8 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             ImportStatus,
             OperationResponse,
             UpsertOperationRequest,
+            MethodCallRequest,
+            MethodCallAnswer,
             Info,
             InfoDetails,
             ClientVersions,
@@ -140,6 +142,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
         (name = "users", description = "Creating and deleting users"),
         (name = "permissions", description = "Which roles hold which permission"),
         (name = "server", description = "Version, health, metrics, the dashboard and this documentation"),
+        (name = "realtime", description = "Rocket.Chat's realtime API: DDP over a WebSocket, and DDP methods over REST"),
     )
 )]
 pub struct ApiDoc;
@@ -685,6 +688,31 @@ fn count() -> ObjectBuilder {
         .schema_type(Type::Integer)
         .minimum(Some(0))
 }
+
+schema!(
+    /// The body of `method.call` and `method.callAnon`.
+    MethodCallRequest = object()
+        .description(Some(
+            "A DDP method message as EJSON text: `{\"msg\":\"method\",\"id\":..,\"method\":..,\"params\":[..]}`",
+        ))
+        .property("message", string())
+        .required("message")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .examples([json!({"message": "{\"msg\":\"method\",\"id\":\"1\",\"method\":\"getImportProgress\",\"params\":[]}"})])
+);
+
+schema!(
+    /// The answer of `method.call` and `method.callAnon`.
+    MethodCallAnswer = object()
+        .description(Some(
+            "The DDP `result` message as EJSON text (`result`, or `error`: a Meteor error), and \
+             whether the method succeeded",
+        ))
+        .property("message", string())
+        .property("success", boolean())
+        .required("message")
+        .required("success")
+);
 
 schema!(
     /// The body of `import.operations.upsert`.

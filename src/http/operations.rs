@@ -56,10 +56,16 @@ pub async fn get_latest_import_operations(
     State(state): State<AppState>,
     _: Guarded<GetLatestImportOperations>,
 ) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, latest_array(&state).await?))
+}
+
+/// The latest operations as one JSON array, from the cache or the store: what
+/// `getLatestImportOperations` answers over REST, and over DDP with its dates as EJSON.
+pub(crate) async fn latest_array(state: &AppState) -> Result<Bytes, ApiError> {
     let stamp = state.cache.stamp();
     let cached = stamp.and_then(|s| state.cache.latest(s));
     telemetry::cache_lookup("latest", cached.is_some());
-    let body = match cached {
+    Ok(match cached {
         Some(body) => body,
         None => {
             let fetch = || async {
@@ -71,8 +77,7 @@ pub async fn get_latest_import_operations(
                 None => fetch().await?,
             }
         }
-    };
-    Ok(json_response(StatusCode::OK, body))
+    })
 }
 
 /// Joins stored JSON documents into one array without parsing them again.

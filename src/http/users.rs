@@ -26,6 +26,7 @@ use crate::domain::user::{is_valid_email, is_valid_username};
 use crate::store::{ConflictKind, Revoke, StoreError};
 
 /// A password as a client sends it: plain, or Meteor's `{digest, algorithm: "sha-256"}`.
+#[derive(Clone)]
 pub enum Password {
     Plain(String),
     Sha256Hex(String),
@@ -137,7 +138,10 @@ pub async fn login(
         LoginBody::Password { login, password } => {
             password_login(&state, client, &login, password).await?
         }
-        LoginBody::Resume(token) => resume_login(&state, client, token).await?,
+        LoginBody::Resume(token) => {
+            let (user_id, token, _) = resume_login(&state, client, token).await?;
+            (user_id, token)
+        }
     };
     let record = state
         .store
@@ -166,7 +170,7 @@ fn not_activated() -> ApiError {
 }
 
 /// A password login: the user's id and a new login token.
-async fn password_login(
+pub(crate) async fn password_login(
     state: &AppState,
     client: std::net::IpAddr,
     login: &str,
@@ -209,11 +213,12 @@ async fn password_login(
 
 /// Meteor's resume login: the token is looked up by its hash and, while it is valid, answered
 /// again as the login's token (compatibility.md, section 4.1).
-async fn resume_login(
+/// Answers the user's id, the token and when it expires (`None`: never).
+pub(crate) async fn resume_login(
     state: &AppState,
     client: std::net::IpAddr,
     token: String,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String, Option<i64>), ApiError> {
     let now = now_ms();
     state.login_guard.check_address(client, now)?;
     let refused = |message| {
@@ -233,9 +238,8 @@ async fn resume_login(
             "You've been logged out by the server. Please log in again.",
         ));
     };
-    let expired = session
-        .expiry_ms(state.settings.login_expiration_ms())
-        .is_some_and(|expiry| now >= expiry);
+    let expiry = session.expiry_ms(state.settings.login_expiration_ms());
+    let expired = expiry.is_some_and(|expiry| now >= expiry);
     if expired {
         state.login_guard.failed_address(client, now);
         return Err(refused("Your session has expired. Please log in again."));
@@ -244,7 +248,7 @@ async fn resume_login(
         state.login_guard.failed_address(client, now);
         return Err(not_activated());
     }
-    Ok((session.user_id, token))
+    Ok((session.user_id, token, expiry))
 }
 
 /// Rocket.Chat's `Site_Url`: the setting, or the address the client called.

@@ -25,6 +25,11 @@ impl Kinds {
         Kinds::ADDED,
     ];
 
+    /// Whether every kind of `other` is in the set.
+    pub fn contains(self, other: Kinds) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

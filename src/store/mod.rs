@@ -232,6 +232,10 @@ pub struct Store {
     /// Told, after a write through this process removed sessions of one user, which user
     /// (the caches of this process, so that they drop that user's sessions only).
     session_listeners: Arc<SessionListeners>,
+    /// Bumped after every write to operations through this process's stores, and when the
+    /// change watcher saw another process's (`Store::operations_changed_elsewhere`): what the
+    /// change feed (`crate::feed`) waits on.
+    operation_signal: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A listener returns `Break` once it is gone (its cache dropped), and is then forgotten.
@@ -396,6 +400,7 @@ impl Store {
             engine,
             writes: Arc::default(),
             session_listeners: Arc::default(),
+            operation_signal: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -451,6 +456,23 @@ impl Store {
         for i in kinds.indices() {
             self.writes[i].fetch_add(1, Ordering::Release);
         }
+        if kinds.contains(Kinds::OPERATIONS) {
+            self.operations_changed_elsewhere();
+        }
+    }
+
+    /// A receiver that is marked changed after each write to operations through this store or
+    /// a clone (every one: `in_write!` counts them), and after each change to operations the
+    /// change watcher reported for another process or replica.
+    pub fn operation_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.operation_signal.subscribe()
+    }
+
+    /// Tells the receivers of `operation_changes` that operations may have changed (the
+    /// change watcher's report of another process's write).
+    pub fn operations_changed_elsewhere(&self) {
+        self.operation_signal
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Watches the database for commits by anyone, reporting each look to `report` until it

@@ -183,6 +183,35 @@ impl Store {
         }))
     }
 
+    /// The operations changed after the change number `after` (migration 0020), in the order
+    /// of their numbers, at most `limit`: each in its latest state, with its number.
+    pub async fn operation_changes_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT change_seq, doc FROM import_operations WHERE change_seq > $1 \
+                 ORDER BY change_seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The greatest change number given so far (0 when there is none).
+    pub async fn last_operation_change(&self) -> Result<i64, StoreError> {
+        let last: Option<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT MAX(change_seq) FROM import_operations")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(last.unwrap_or(0))
+    }
+
     pub async fn count_operations(&self) -> Result<i64, StoreError> {
         Ok(with_pool!(self, |pool| {
             sqlx::query_scalar("SELECT COUNT(*) FROM import_operations")
