@@ -1,6 +1,6 @@
 //! `GET /`: the dashboard, a single page like Rocket.Chat's admin import history. It signs in
-//! through the API and reads `getLatestImportOperations` from the browser; the server only
-//! serves the file, compiled into the binary.
+//! through the API, reads `getLatestImportOperations` from the browser and follows
+//! `import.operations.events`; the server only serves the file, compiled into the binary.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +15,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 
 /// The dashboard
 ///
-/// A page like Rocket.Chat's admin import history: sign in, then the latest operations,
-/// refreshed every 6.5 s at most, and later when the rate limiter's headers ask for it (so a
-/// caller without `api-bypass-rate-limit` never gets a 429). One HTML file with no external resources.
+/// A page like Rocket.Chat's admin import history: sign in, then the latest operations, kept
+/// up to date by the event stream `import.operations.events` (loads and reconnections at most
+/// every 6.5 s, and later when the rate limiter's headers ask for it, so a caller without
+/// `api-bypass-rate-limit` never gets a 429). One HTML file with no external resources.
 #[utoipa::path(
     get,
     path = "/",
