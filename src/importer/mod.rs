@@ -8,6 +8,9 @@
 
 use std::path::Path;
 
+pub mod import_users;
+pub mod workflow;
+
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
