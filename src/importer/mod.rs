@@ -8,6 +8,10 @@
 
 use std::path::Path;
 
+pub mod archive;
+pub mod csv;
+pub mod js;
+
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
