@@ -100,8 +100,14 @@ pub async fn run(url: &super::Database, args: ServeArgs) -> CliResult {
         );
     }
 
+    let import_file_dir = args
+        .settings
+        .import_file_dir
+        .clone()
+        .unwrap_or_else(|| crate::config::default_file_dir(&url.url));
     let settings = Settings {
         metrics_on_api: args.metrics_listen.is_none(),
+        import_file_dir: Some(import_file_dir),
         ..args.settings
     };
     let bounds = crate::server::Bounds::from_settings(&settings);

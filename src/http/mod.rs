@@ -56,6 +56,8 @@ pub struct Shared {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// The slots logins and `users.create` hash passwords in.
     pub hashing: crate::hashing::PasswordHashing,
+    /// The import workflow's folder and bounds (`--import-file-dir`, ...).
+    pub import: Arc<crate::config::ImportSettings>,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             limiter: RateLimiter::from_settings(&settings).map(Arc::new),
             login_guard: Arc::default(),
             hashing: crate::hashing::PasswordHashing::new(settings.password_hashing),
+            import: Arc::new(crate::config::ImportSettings::from_settings(&settings)),
             settings: Arc::new(settings),
         }))
     }
