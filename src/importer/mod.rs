@@ -6,6 +6,9 @@
 //! `IImportChannel`, `IImportMessage` and `IImportContact`. The workflow behind the sink writes
 //! them to the staging tables in batches; an importer never holds an archive's content in memory.
 
+pub mod fetch;
+pub mod files;
+
 use std::path::Path;
 
 pub mod archive;
