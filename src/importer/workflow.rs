@@ -10,13 +10,13 @@
 //! background task that outlives the request.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{Counts, DataType, ImportError, Limits, PrepareFn, Prepared, Sink};
+use super::{Counts, DataType, ImportError, Limits, PrepareFn, Prepared, Sink, fetch, files};
 use crate::access::Caller;
 use crate::config::ImportSettings;
 use crate::domain::ids::new_object_id;
@@ -65,7 +65,7 @@ pub fn prepare_fn(key: &str) -> Option<PrepareFn> {
 }
 
 /// The parsers of the importers that read a file (`csv`, `slack`, `slack-users`).
-static PREPARERS: &[(&str, PrepareFn)] = &[];
+static PREPARERS: &[(&str, PrepareFn)] = &[("csv", super::csv::prepare)];
 
 /// What the workflow needs from a server, so that the command line can run it without one.
 #[derive(Clone)]
@@ -258,109 +258,6 @@ pub async fn on_server_start(store: &Store) -> Result<u64, StoreError> {
     store.invalidate_at_start(&|doc| invalidate(doc, now)).await
 }
 
-/// Rocket.Chat's stored name of an uploaded or downloaded file:
-/// `<year><month, 0-based><day><hours><minutes><seconds>_<user id>_<name>`, the numbers
-/// unpadded and in UTC. A name that is not a plain file name keeps its last part only, so
-/// nothing is written outside the import folder.
-pub fn stored_file_name(now_ms: i64, user_id: &str, file_name: &str) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let plain = file_name
-        .rsplit(['/', '\\'])
-        .next()
-        .filter(|name| !name.is_empty() && *name != "." && *name != "..")
-        .unwrap_or("file");
-    format!(
-        "{}{}{}{}{}{}_{user_id}_{plain}",
-        date.year(),
-        u8::from(date.month()) - 1,
-        date.day(),
-        date.hour(),
-        date.minute(),
-        date.second()
-    )
-}
-
-/// Where a stored file name lives, refusing one that would leave the import folder.
-fn stored_path(settings: &ImportSettings, file: &str) -> Result<PathBuf, ImportError> {
-    let path = Path::new(file);
-    if path.is_absolute() {
-        if path.starts_with(&settings.file_dir) && !file.contains("..") {
-            return Ok(path.to_owned());
-        }
-    } else if path.components().count() == 1
-        && matches!(
-            path.components().next(),
-            Some(std::path::Component::Normal(_))
-        )
-    {
-        return Ok(settings.file_dir.join(path));
-    }
-    Err(ImportError::meteor(
-        "error-invalid-file-name",
-        "Invalid file name",
-        "getImportFileData",
-    ))
-}
-
-/// Node's lenient `Buffer.from(text, 'base64')`: URL-safe characters read as standard ones,
-/// any other character outside the alphabet ignored, decoding stops at the first `=`, a
-/// lone trailing character dropped. Decoded in pieces straight to `out`; the bytes written.
-fn decode_base64_to(
-    text: &str,
-    max_bytes: u64,
-    out: &mut impl std::io::Write,
-) -> Result<u64, ImportError> {
-    use base64::Engine as _;
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    );
-    let too_large = || ImportError::plain(format!("The file is larger than {max_bytes} bytes."));
-    let mut piece = Vec::with_capacity(64 * 1024);
-    let mut written = 0u64;
-    let mut flush = |piece: &mut Vec<u8>, last: bool| -> Result<(), ImportError> {
-        let usable = if last {
-            piece.len() - piece.len() % 4
-                + if piece.len() % 4 >= 2 {
-                    piece.len() % 4
-                } else {
-                    0
-                }
-        } else {
-            piece.len() - piece.len() % 4
-        };
-        let bytes = engine
-            .decode(&piece[..usable])
-            .map_err(|e| ImportError::plain(format!("The file's content is not base64 ({e}).")))?;
-        written += bytes.len() as u64;
-        if written > max_bytes {
-            return Err(too_large());
-        }
-        out.write_all(&bytes)
-            .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-        piece.drain(..usable);
-        Ok(())
-    };
-    for byte in text.bytes() {
-        let byte = match byte {
-            b'-' => b'+',
-            b'_' => b'/',
-            b'=' => break,
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => byte,
-            _ => continue,
-        };
-        piece.push(byte);
-        if piece.len() >= 64 * 1024 {
-            flush(&mut piece, false)?;
-        }
-    }
-    flush(&mut piece, true)?;
-    Ok(written)
-}
-
 /// `uploadImportFile`: a new operation for the importer, the base64 content stored under
 /// the import folder, then `importer_file_loaded`.
 pub async fn upload_import_file(
@@ -393,8 +290,8 @@ pub async fn upload_with(
 ) -> Result<(), ImportError> {
     let importer = importer_by_key(importer_key)
         .ok_or_else(|| not_defined(importer_key, "uploadImportFile"))?;
+    let name = files::checked_stored_name(now_ms(), user_id, file_name, "uploadImportFile")?;
     let op = new_operation(&cx.store, user_id, importer).await?;
-    let name = stored_file_name(now_ms(), user_id, file_name);
     let (stored, content_type) = (name.clone(), content_type.to_owned());
     update(&cx.store, &op.id, &|fields| {
         fields.insert("status".into(), "importer_uploading".into());
@@ -405,25 +302,19 @@ pub async fn upload_with(
     })
     .await?;
     let path = cx.import.file_dir.join(&name);
-    let stored = write_upload(&cx.import, &path, binary_content);
-    if let Err(e) = stored {
-        let _ = std::fs::remove_file(&path);
+    let written = std::fs::create_dir_all(&cx.import.file_dir)
+        .map_err(files::write_failed)
+        .and_then(|()| {
+            // Decoding writes as it goes: on this worker thread, without a copy of the text.
+            tokio::task::block_in_place(|| {
+                files::decode_base64_to_file(binary_content, &path, cx.import.max_bytes)
+            })
+        });
+    if let Err(e) = written {
         set_status(&cx.store, &op.id, "importer_import_failed").await?;
         return Err(e);
     }
     set_status(&cx.store, &op.id, "importer_file_loaded").await
-}
-
-fn write_upload(settings: &ImportSettings, path: &Path, content: &str) -> Result<u64, ImportError> {
-    std::fs::create_dir_all(&settings.file_dir)
-        .map_err(|e| ImportError::plain(format!("The import folder could not be made ({e}).")))?;
-    let file = std::fs::File::create(path)
-        .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-    let mut out = std::io::BufWriter::new(file);
-    let n = decode_base64_to(content, settings.max_bytes, &mut out)?;
-    std::io::Write::flush(&mut out)
-        .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-    Ok(n)
 }
 
 /// `downloadPublicImportFile`: a new operation whose file is a local file under the import
@@ -434,63 +325,115 @@ pub async fn download_public_import_file(
     file_url: &str,
     importer_key: &str,
 ) -> Result<(), ImportError> {
-    let cx = Context::of(state);
+    download_with(&Context::of(state), &caller.user_id, file_url, importer_key).await
+}
+
+/// [`download_public_import_file`] for a context and a user id.
+pub async fn download_with(
+    cx: &Context,
+    user_id: &str,
+    file_url: &str,
+    importer_key: &str,
+) -> Result<(), ImportError> {
     let importer = importer_by_key(importer_key)
         .ok_or_else(|| not_defined(importer_key, "downloadImportFile"))?;
-    if file_url.starts_with("http") {
-        let op = new_operation(&cx.store, &caller.user_id, importer).await?;
-        set_status(&cx.store, &op.id, "importer_uploading").await?;
-        set_status(&cx.store, &op.id, "importer_downloading_file").await?;
-        set_status(&cx.store, &op.id, "importer_import_failed").await?;
-        return Err(ImportError::plain("error-processing-request"));
-    }
-    let missing = || {
-        ImportError::meteor(
-            "error-import-file-missing",
-            file_url.to_owned(),
-            "downloadPublicImportFile",
-        )
-    };
-    // Only paths under the import folder are read (docs/compatibility.md section 11).
-    let source = Path::new(file_url);
-    let resolved = std::fs::canonicalize(source).map_err(|_| missing())?;
-    let folder = std::fs::canonicalize(&cx.import.file_dir).map_err(|_| missing())?;
-    if !resolved.starts_with(&folder) {
-        return Err(missing());
-    }
-    let op = new_operation(&cx.store, &caller.user_id, importer).await?;
-    set_status(&cx.store, &op.id, "importer_uploading").await?;
-    set_status(&cx.store, &op.id, "importer_downloading_file").await?;
-    if resolved.is_dir() {
-        let dir = resolved.to_string_lossy().into_owned();
-        update(&cx.store, &op.id, &|fields| {
-            fields.insert("file".into(), Value::String(dir.clone()));
+    let store = &cx.store;
+    if !file_url.starts_with("http") {
+        // Only paths under the import folder are read (docs/compatibility.md section 11).
+        let source = files::local_source(&cx.import.file_dir, file_url)?;
+        let op = new_operation(store, user_id, importer).await?;
+        set_status(store, &op.id, "importer_uploading").await?;
+        set_status(store, &op.id, "importer_downloading_file").await?;
+        let (file, copy) = match source {
+            files::LocalSource::Directory(dir) => (dir.to_string_lossy().into_owned(), None),
+            files::LocalSource::File(path) => {
+                let name = files::checked_stored_name(
+                    now_ms(),
+                    user_id,
+                    files::url_file_name(file_url),
+                    "downloadPublicImportFile",
+                )?;
+                (name, Some(path))
+            }
+        };
+        if let Some(source) = copy {
+            let dest = cx.import.file_dir.join(&file);
+            let max = cx.import.max_bytes;
+            let copied =
+                tokio::task::spawn_blocking(move || files::copy_bounded(&source, &dest, max))
+                    .await
+                    .unwrap_or_else(|_| Err(ImportError::plain("The copy stopped unexpectedly.")));
+            if let Err(e) = copied {
+                set_status(store, &op.id, "importer_import_failed").await?;
+                return Err(e);
+            }
+        }
+        update(store, &op.id, &|fields| {
+            fields.insert("file".into(), Value::String(file.clone()));
             fields.insert("status".into(), "importer_file_loaded".into());
         })
         .await?;
         return Ok(());
     }
-    let last = file_url.rsplit('/').next().unwrap_or(file_url);
-    let last = last.split('?').next().unwrap_or(last);
-    let name = stored_file_name(now_ms(), &caller.user_id, last);
-    let target = cx.import.file_dir.join(&name);
-    let copied = tokio::fs::copy(&resolved, &target).await;
-    match copied {
-        Ok(_) => {
-            update(&cx.store, &op.id, &|fields| {
-                fields.insert("file".into(), Value::String(name.clone()));
-                fields.insert("status".into(), "importer_file_loaded".into());
-            })
-            .await?;
-            Ok(())
+    let name = files::checked_stored_name(
+        now_ms(),
+        user_id,
+        files::url_file_name(file_url),
+        "downloadPublicImportFile",
+    )?;
+    let op = new_operation(store, user_id, importer).await?;
+    let stored = name.clone();
+    update(store, &op.id, &|fields| {
+        fields.insert("status".into(), "importer_uploading".into());
+        fields.insert("file".into(), Value::String(stored.clone()));
+    })
+    .await?;
+    set_status(store, &op.id, "importer_downloading_file").await?;
+    let allow = fetch::Allowlist::parse(&cx.import.url_allowlist.join(","));
+    let dest = cx.import.file_dir.join(&name);
+    let started = match std::fs::create_dir_all(&cx.import.file_dir) {
+        Ok(()) => {
+            fetch::download(
+                file_url,
+                &allow,
+                &dest,
+                cx.import.max_bytes,
+                fetch::DEFAULT_TIMEOUT,
+            )
+            .await
         }
+        Err(e) => Err(files::write_failed(e)),
+    };
+    let download = match started {
+        Ok(download) => download,
         Err(e) => {
-            set_status(&cx.store, &op.id, "importer_import_failed").await?;
-            Err(ImportError::plain(format!(
-                "The file could not be copied ({e})."
-            )))
+            set_status(store, &op.id, "importer_import_failed").await?;
+            return Err(e);
         }
-    }
+    };
+    // Answered once the headers are in; the body is written in the background.
+    let (store, id) = (store.clone(), op.id.clone());
+    tokio::spawn(async move {
+        let status = match download.finish().await {
+            Ok(_) => "importer_file_loaded",
+            Err(e) => {
+                tracing::warn!(operation = id, error = %e, "the import download failed");
+                "importer_import_failed"
+            }
+        };
+        let file = name.clone();
+        let written = update(&store, &id, &|fields| {
+            if status == "importer_file_loaded" {
+                fields.insert("file".into(), Value::String(file.clone()));
+            }
+            fields.insert("status".into(), status.into());
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(operation = id, error = %e, "the import download's end was not written");
+        }
+    });
+    Ok(())
 }
 
 /// `getImportFileData`: `{waiting: true}` while a file is downloaded or prepared; otherwise
@@ -525,7 +468,7 @@ pub async fn file_data_with(cx: &Context) -> Result<Value, ImportError> {
         if !file.is_empty()
             && let Some(prepare) = prepare_fn(&key)
         {
-            let path = stored_path(&cx.import, file)?;
+            let path = files::resolve_stored(&cx.import.file_dir, file)?;
             run_prepare(cx, &id, prepare, path).await?;
         }
     }
@@ -1282,33 +1225,6 @@ pub async fn progress_with(store: &Store) -> Result<Value, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_names_are_rocketchats() {
-        // 2026-01-05T10:03:07Z: month 0, nothing padded.
-        let ms = 1_767_607_387_000;
-        assert_eq!(stored_file_name(ms, "u1", "a.zip"), "2026051037_u1_a.zip");
-        assert_eq!(
-            stored_file_name(ms, "u1", "../../etc/passwd"),
-            "2026051037_u1_passwd"
-        );
-        assert_eq!(stored_file_name(ms, "u1", ".."), "2026051037_u1_file");
-    }
-
-    #[test]
-    fn base64_is_read_as_leniently_as_node() {
-        let decode = |s: &str| {
-            let mut out = Vec::new();
-            decode_base64_to(s, 1 << 20, &mut out).map(|_| out)
-        };
-        assert_eq!(decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(decode("aGV sb\nG8=garbage").unwrap(), b"hello");
-        assert_eq!(decode("!!!").unwrap(), b"");
-        assert_eq!(decode("-_-_").unwrap(), [0xfb, 0xff, 0xbf]);
-        let mut out = Vec::new();
-        assert!(decode_base64_to("aGVsbG8=", 3, &mut out).is_err());
-    }
 
     #[test]
     fn counts_merge_and_apply_as_the_importers_write_them() {
