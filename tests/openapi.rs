@@ -128,6 +128,44 @@ const ROUTES: &[Route] = &[
         body: true,
         ..api("post", "/api/v1/import.operations.upsert")
     },
+    Route {
+        permission: true,
+        body: true,
+        ..api("post", "/api/v1/uploadImportFile")
+    },
+    Route {
+        permission: true,
+        body: true,
+        ..api("post", "/api/v1/downloadPublicImportFile")
+    },
+    Route {
+        permission: true,
+        ..api("get", "/api/v1/getImportFileData")
+    },
+    Route {
+        permission: true,
+        body: true,
+        ..api("post", "/api/v1/startImport")
+    },
+    // A body other than `{}` is refused; none is documented (clients send none).
+    Route {
+        permission: true,
+        ..api("post", "/api/v1/downloadPendingFiles")
+    },
+    Route {
+        permission: true,
+        ..api("post", "/api/v1/downloadPendingAvatars")
+    },
+    Route {
+        permission: true,
+        body: true,
+        ..api("post", "/api/v1/import.addUsers")
+    },
+    // No schema in Rocket.Chat; its 400s are the action's.
+    Route {
+        permission: true,
+        ..api("post", "/api/v1/import.run")
+    },
     route("get", "/api/v1/openapi.json"),
     route("get", "/api/v1/docs"),
     route("get", "/api/info"),
