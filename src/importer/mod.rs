@@ -11,6 +11,8 @@ use std::path::Path;
 pub mod archive;
 pub mod csv;
 pub mod js;
+pub mod slack;
+pub mod slack_users;
 
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.
 #[derive(Debug, thiserror::Error)]
