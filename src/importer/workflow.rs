@@ -65,7 +65,11 @@ pub fn prepare_fn(key: &str) -> Option<PrepareFn> {
 }
 
 /// The parsers of the importers that read a file (`csv`, `slack`, `slack-users`).
-static PREPARERS: &[(&str, PrepareFn)] = &[("csv", super::csv::prepare)];
+static PREPARERS: &[(&str, PrepareFn)] = &[
+    ("csv", super::csv::prepare),
+    ("slack", super::slack::prepare),
+    ("slack-users", super::slack_users::prepare),
+];
 
 /// What the workflow needs from a server, so that the command line can run it without one.
 #[derive(Clone)]
