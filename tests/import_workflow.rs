@@ -936,6 +936,77 @@ async fn invalidation_stops_an_import_and_startup_invalidates(db: TestDb) {
     assert_eq!(workflow::on_server_start(&env.app.store).await.unwrap(), 0);
 }
 
+/// `importops import run`: the same workflow without HTTP, a JSON summary, one sentence and
+/// exit 1 on failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_runs_the_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/cli.db", dir.path().display());
+    let generated = csv_archive(11, 5, 2, 40, 4);
+    let cmd = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("importops").unwrap();
+        cmd.env_remove("IMPORTOPS_IMPORT_FILE_DIR")
+            .env_remove("DATABASE_URL")
+            .arg("--database-url")
+            .arg(&url)
+            .args(args)
+            .timeout(Duration::from_secs(60));
+        cmd.output().unwrap()
+    };
+    let archive = generated.archive.path().to_str().unwrap().to_owned();
+    let first = generated.expected.user_ids[0].clone();
+    let out = cmd(&[
+        "import",
+        "run",
+        &archive,
+        "--importer",
+        "csv",
+        "--users",
+        &first,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "importer_done", "{summary}");
+    assert_eq!(summary["users"], 5);
+    assert_eq!(summary["messages"], generated.expected.staged_messages);
+    // Stored beside the database by default.
+    assert!(dir.path().join("import-files").is_dir());
+    let store = importops::Store::open(&url).await.unwrap();
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "only the selected user");
+    assert_eq!(users[0].username.as_deref(), Some(first.as_str()));
+    // Every user the second time.
+    let out = cmd(&["import", "run", &archive, "--importer", "csv", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("imported "));
+    assert_eq!(store.list_users().await.unwrap().len(), 5);
+    // A file that is not a zip: one sentence, exit 1.
+    let bad = dir.path().join("bad.zip");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let out = cmd(&[
+        "import",
+        "run",
+        bad.to_str().unwrap(),
+        "--importer",
+        "slack",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: the import failed: "), "{stderr}");
+    let out = cmd(&["import", "run", "/no/such/file", "--importer", "csv"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
 on_both_backends!(
     a_csv_archive_is_uploaded_prepared_and_imported,
     existing_users_are_matched_by_email_then_username,
