@@ -1,6 +1,8 @@
 //! Limits on what a request may carry, answered in Rocket.Chat's JSON shape: headers larger
 //! than `MAX_HEADER_BYTES` in all, or more than `MAX_HEADER_FIELDS` of them, get 431; bodies
-//! larger than `body::MAX_BODY_BYTES` get 413.
+//! larger than their route's limit get 413: `body::MAX_BODY_BYTES` for every route but
+//! `uploadImportFile`, whose limit is the base64 size of `--import-max-bytes` and a little
+//! JSON around it ([`upload_body_limit`], docs/compatibility.md section 11.4).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,9 +25,36 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 /// hyper answers a bare 431 itself (docs/compatibility.md#6-request-limits).
 pub const PARSED_HEADER_FIELDS: usize = 1024;
 
+/// The one route whose body may be larger than `MAX_BODY_BYTES`.
+pub const UPLOAD_PATH: &str = "/api/v1/uploadImportFile";
+
+/// Room for `uploadImportFile`'s other fields and JSON around `binaryContent`.
+pub const UPLOAD_JSON_OVERHEAD: usize = 64 * 1024;
+
+/// The body limit of `uploadImportFile`: `binaryContent` of a file of `max_bytes` bytes is
+/// `4 * ceil(max_bytes / 3)` base64 characters, plus [`UPLOAD_JSON_OVERHEAD`]; never less
+/// than every other route's limit.
+pub fn upload_body_limit(max_bytes: u64) -> usize {
+    let base64 = max_bytes.div_ceil(3).saturating_mul(4);
+    usize::try_from(base64)
+        .unwrap_or(usize::MAX)
+        .saturating_add(UPLOAD_JSON_OVERHEAD)
+        .max(MAX_BODY_BYTES)
+}
+
+/// The body limit of a request to `path`, given `uploadImportFile`'s.
+pub fn body_limit(path: &str, upload_limit: usize) -> usize {
+    if path == UPLOAD_PATH {
+        upload_limit
+    } else {
+        MAX_BODY_BYTES
+    }
+}
+
 /// Refuses oversized headers and bodies that announce their size up front. Bodies that do not
-/// announce it are cut off where they are read (`body::JsonBody`).
-pub fn check(request: &Request) -> Result<(), ApiError> {
+/// announce it are cut off where they are read (`body::JsonBody`; `uploadImportFile`'s by the
+/// front layer, which wraps it in its limit, `bounded`).
+pub fn check(request: &Request, upload_limit: usize) -> Result<(), ApiError> {
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -34,10 +63,20 @@ pub fn check(request: &Request) -> Result<(), ApiError> {
     if header_bytes > MAX_HEADER_BYTES || request.headers().len() > MAX_HEADER_FIELDS {
         return Err(ApiError::HeadersTooLarge);
     }
-    if announced(request.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    let limit = body_limit(request.uri().path(), upload_limit);
+    if announced(request.headers()).is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
     Ok(())
+}
+
+/// `request` with its body cut off past its route's limit when that limit is not the one
+/// `body::JsonBody` keeps itself (a read past it fails, and is answered 413).
+pub fn bounded(request: Request, upload_limit: usize) -> Request {
+    if request.uri().path() != UPLOAD_PATH {
+        return request;
+    }
+    request.map(|body| Body::new(http_body_util::Limited::new(body, upload_limit)))
 }
 
 fn announced(headers: &HeaderMap) -> Option<u64> {
@@ -66,7 +105,10 @@ where
     B: axum::body::HttpBody<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let size = announced(request.headers()).filter(|&n| n > MAX_BODY_BYTES as u64);
+    // An upload's limit is the front layer's to apply; one announced past it is far larger
+    // than what is worth draining.
+    let size = announced(request.headers())
+        .filter(|&n| n > MAX_BODY_BYTES as u64 && request.uri().path() != UPLOAD_PATH);
     let Some(size) = size else {
         return app.oneshot(request.map(Body::new)).await;
     };
@@ -79,4 +121,33 @@ where
         .await;
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upload_limit_is_the_base64_size_of_the_import_limit() {
+        // 100 MiB: 139 810 134 base64 characters, and the JSON around them.
+        assert_eq!(
+            upload_body_limit(100 * 1024 * 1024),
+            139_810_136 + UPLOAD_JSON_OVERHEAD
+        );
+        assert_eq!(upload_body_limit(3), MAX_BODY_BYTES);
+        assert_eq!(
+            upload_body_limit(3_000_000),
+            4_000_000 + UPLOAD_JSON_OVERHEAD
+        );
+        assert_eq!(
+            upload_body_limit(3_000_001),
+            4_000_004 + UPLOAD_JSON_OVERHEAD
+        );
+        assert_eq!(body_limit(UPLOAD_PATH, 5 << 20), 5 << 20);
+        assert_eq!(body_limit("/api/v1/startImport", 5 << 20), MAX_BODY_BYTES);
+        assert_eq!(
+            body_limit("/api/v1/uploadImportFile/x", 5 << 20),
+            MAX_BODY_BYTES
+        );
+    }
 }

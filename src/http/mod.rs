@@ -129,6 +129,7 @@ static ROUTERS: LazyLock<[Router<AppState>; 2]> =
 pub fn router(state: AppState) -> Router {
     let cors = cors::Cors::from_settings(&state.settings);
     let access_log = state.settings.access_log;
+    let upload_limit = limits::upload_body_limit(state.import.max_bytes);
     observe::front_line(
         ROUTERS[usize::from(state.settings.metrics_on_api)]
             .clone()
@@ -138,6 +139,7 @@ pub fn router(state: AppState) -> Router {
             .with_state(state),
         cors,
         access_log,
+        upload_limit,
     )
 }
 
