@@ -74,6 +74,8 @@ impl ServeArgs {
 
 pub async fn run(url: &super::Database, args: ServeArgs) -> CliResult {
     let store = open_with(url, Some(args.waits())).await?;
+    // Rocket.Chat invalidates interrupted imports at start-up (docs/compatibility.md section 11).
+    crate::importer::workflow::on_server_start(&store).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
         bootstrap_admin(&store, username, password).await?;
     }

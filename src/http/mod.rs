@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod error;
 pub mod guard;
 mod health;
+mod import_workflow;
 mod imports;
 pub(crate) mod limits;
 pub mod login_guard;
@@ -108,6 +109,14 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(imports::importers))
         .routes(routes!(imports::progress))
         .routes(routes!(imports::upsert))
+        .routes(routes!(import_workflow::upload))
+        .routes(routes!(import_workflow::download))
+        .routes(routes!(import_workflow::file_data))
+        .routes(routes!(import_workflow::start))
+        .routes(routes!(import_workflow::pending_files))
+        .routes(routes!(import_workflow::pending_avatars))
+        .routes(routes!(import_workflow::add_users))
+        .routes(routes!(import_workflow::run))
         .routes(routes!(health::info))
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz));

@@ -11,6 +11,12 @@ pub mod files;
 
 use std::path::Path;
 
+pub mod archive;
+pub mod csv;
+pub mod import_users;
+pub mod js;
+pub mod workflow;
+
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
