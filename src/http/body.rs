@@ -49,51 +49,57 @@ pub struct JsonBody<T>(pub T);
 
 impl<T: FromJson + Send> FromBody for JsonBody<T> {
     async fn from_body(headers: &HeaderMap, body: Body) -> Result<Self, ApiError> {
-        let mime = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase());
-        // Rocket.Chat's router reads JSON and, field by field as strings, HTML forms
-        // (compatibility.md, section 6).
-        let form = match mime.as_deref() {
-            Some("application/json") => false,
-            Some("application/x-www-form-urlencoded") => true,
-            _ => {
-                return Err(invalid::<T>(
-                    "the request body must be JSON (Content-Type: application/json) or a form \
-                     (application/x-www-form-urlencoded)"
-                        .into(),
-                ));
-            }
-        };
-        // Past the limit the read fails: the body is too large (a broken connection never
-        // gets to see an answer).
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                if super::deadline::timed_out(&e) {
-                    ApiError::RequestTimeout
-                } else {
-                    ApiError::PayloadTooLarge
-                }
-            })?;
-        let value: Value = if form {
-            let fields: Map<String, Value> = form_urlencoded::parse(&bytes)
-                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                .collect();
-            Value::Object(fields)
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?
-        };
-        if let Some(at) = nul_at(&value) {
-            return Err(invalid::<T>(format!(
-                "{at} must NOT contain the character U+0000"
-            )));
-        }
+        let value = read_value::<T>(headers, body).await?;
         T::from_json(value).map(JsonBody).map_err(invalid::<T>)
     }
+}
+
+/// A JSON or form body, within `MAX_BODY_BYTES`, as a JSON value with no U+0000 in it.
+async fn read_value<T: FromJson>(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    // Rocket.Chat's router reads JSON and, field by field as strings, HTML forms
+    // (compatibility.md, section 6).
+    let form = match mime.as_deref() {
+        Some("application/json") => false,
+        Some("application/x-www-form-urlencoded") => true,
+        _ => {
+            return Err(invalid::<T>(
+                "the request body must be JSON (Content-Type: application/json) or a form \
+                 (application/x-www-form-urlencoded)"
+                    .into(),
+            ));
+        }
+    };
+    // Past the limit the read fails: the body is too large (a broken connection never
+    // gets to see an answer).
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            if super::deadline::timed_out(&e) {
+                ApiError::RequestTimeout
+            } else {
+                ApiError::PayloadTooLarge
+            }
+        })?;
+    let value: Value = if form {
+        let fields: Map<String, Value> = form_urlencoded::parse(&bytes)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        Value::Object(fields)
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| invalid::<T>(format!("the request body is not valid JSON ({e})")))?
+    };
+    if let Some(at) = nul_at(&value) {
+        return Err(invalid::<T>(format!(
+            "{at} must NOT contain the character U+0000"
+        )));
+    }
+    Ok(value)
 }
 
 /// Where the first string holding U+0000 is in `value` (a JSON pointer, `""` for the whole),
@@ -203,6 +209,12 @@ pub struct LargeText {
     owned: Option<String>,
 }
 
+impl AsRef<str> for LargeText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl LargeText {
     pub fn as_str(&self) -> &str {
         match &self.owned {
@@ -222,11 +234,16 @@ impl<T: LargeField + Send> FromBody for LargeJsonBody<T> {
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
         if !json {
             // Forms and anything else: as every other body, within its 1 MB.
-            let JsonBody(body) = JsonBody::<T>::from_body(headers, body).await?;
-            return Ok(LargeJsonBody {
-                body,
-                large: LargeText::default(),
-            });
+            let mut value = read_value::<T>(headers, body).await?;
+            let mut large = LargeText::default();
+            if let Some(Value::String(text)) = value
+                .as_object_mut()
+                .and_then(|fields| fields.get_mut(T::LARGE_FIELD))
+            {
+                large.owned = Some(std::mem::take(text));
+            }
+            let body = T::from_json(value).map_err(invalid::<T>)?;
+            return Ok(LargeJsonBody { body, large });
         }
         let bytes = read_whole(headers, body).await?;
         let parsed: large::Field<'_> = serde_json::from_slice(&bytes)

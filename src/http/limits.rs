@@ -92,7 +92,8 @@ const DRAIN_MAX_BYTES: u64 = 16 << 20;
 /// The most time spent reading such a body.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Serves `request` with `app`. When its body is announced too large, `app` gets the request
+/// Serves `request` with `app`. When its body is announced larger than its route's limit
+/// (`upload_limit` for `uploadImportFile`), `app` gets the request
 /// without it (and answers 413 from the headers), and the body is read to its end before the
 /// answer is returned: closing a connection with unread data makes the kernel reset it, and a
 /// proxy still sending the body (nginx) then reports 502 instead of passing on the 413
@@ -100,15 +101,14 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 pub async fn serve<B>(
     request: axum::http::Request<B>,
     app: axum::Router,
+    upload_limit: usize,
 ) -> Result<Response, Infallible>
 where
     B: axum::body::HttpBody<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    // An upload's limit is the front layer's to apply; one announced past it is far larger
-    // than what is worth draining.
-    let size = announced(request.headers())
-        .filter(|&n| n > MAX_BODY_BYTES as u64 && request.uri().path() != UPLOAD_PATH);
+    let limit = body_limit(request.uri().path(), upload_limit);
+    let size = announced(request.headers()).filter(|&n| n > limit as u64);
     let Some(size) = size else {
         return app.oneshot(request.map(Body::new)).await;
     };

@@ -10,13 +10,13 @@
 //! background task that outlives the request.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::{Counts, DataType, ImportError, Limits, PrepareFn, Prepared, Sink};
+use super::{Counts, DataType, ImportError, Limits, PrepareFn, Prepared, Sink, fetch, files};
 use crate::access::Caller;
 use crate::config::ImportSettings;
 use crate::domain::ids::new_object_id;
@@ -258,107 +258,22 @@ pub async fn on_server_start(store: &Store) -> Result<u64, StoreError> {
     store.invalidate_at_start(&|doc| invalidate(doc, now)).await
 }
 
-/// Rocket.Chat's stored name of an uploaded or downloaded file:
+/// Rocket.Chat's stored name of an uploaded or downloaded file (`files::stored_name`:
 /// `<year><month, 0-based><day><hours><minutes><seconds>_<user id>_<name>`, the numbers
-/// unpadded and in UTC. A name that is not a plain file name keeps its last part only, so
-/// nothing is written outside the import folder.
+/// unpadded and in UTC). A name that is not a plain file name keeps its last part only, so
+/// nothing is written outside the import folder (docs/compatibility.md section 11.4).
 pub fn stored_file_name(now_ms: i64, user_id: &str, file_name: &str) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let plain = file_name
         .rsplit(['/', '\\'])
         .next()
         .filter(|name| !name.is_empty() && *name != "." && *name != "..")
         .unwrap_or("file");
-    format!(
-        "{}{}{}{}{}{}_{user_id}_{plain}",
-        date.year(),
-        u8::from(date.month()) - 1,
-        date.day(),
-        date.hour(),
-        date.minute(),
-        date.second()
-    )
+    files::stored_name(now_ms, user_id, plain)
 }
 
 /// Where a stored file name lives, refusing one that would leave the import folder.
 fn stored_path(settings: &ImportSettings, file: &str) -> Result<PathBuf, ImportError> {
-    let path = Path::new(file);
-    if path.is_absolute() {
-        if path.starts_with(&settings.file_dir) && !file.contains("..") {
-            return Ok(path.to_owned());
-        }
-    } else if path.components().count() == 1
-        && matches!(
-            path.components().next(),
-            Some(std::path::Component::Normal(_))
-        )
-    {
-        return Ok(settings.file_dir.join(path));
-    }
-    Err(ImportError::meteor(
-        "error-invalid-file-name",
-        "Invalid file name",
-        "getImportFileData",
-    ))
-}
-
-/// Node's lenient `Buffer.from(text, 'base64')`: URL-safe characters read as standard ones,
-/// any other character outside the alphabet ignored, decoding stops at the first `=`, a
-/// lone trailing character dropped. Decoded in pieces straight to `out`; the bytes written.
-fn decode_base64_to(
-    text: &str,
-    max_bytes: u64,
-    out: &mut impl std::io::Write,
-) -> Result<u64, ImportError> {
-    use base64::Engine as _;
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    );
-    let too_large = || ImportError::plain(format!("The file is larger than {max_bytes} bytes."));
-    let mut piece = Vec::with_capacity(64 * 1024);
-    let mut written = 0u64;
-    let mut flush = |piece: &mut Vec<u8>, last: bool| -> Result<(), ImportError> {
-        let usable = if last {
-            piece.len() - piece.len() % 4
-                + if piece.len() % 4 >= 2 {
-                    piece.len() % 4
-                } else {
-                    0
-                }
-        } else {
-            piece.len() - piece.len() % 4
-        };
-        let bytes = engine
-            .decode(&piece[..usable])
-            .map_err(|e| ImportError::plain(format!("The file's content is not base64 ({e}).")))?;
-        written += bytes.len() as u64;
-        if written > max_bytes {
-            return Err(too_large());
-        }
-        out.write_all(&bytes)
-            .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-        piece.drain(..usable);
-        Ok(())
-    };
-    for byte in text.bytes() {
-        let byte = match byte {
-            b'-' => b'+',
-            b'_' => b'/',
-            b'=' => break,
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => byte,
-            _ => continue,
-        };
-        piece.push(byte);
-        if piece.len() >= 64 * 1024 {
-            flush(&mut piece, false)?;
-        }
-    }
-    flush(&mut piece, true)?;
-    Ok(written)
+    files::resolve_stored(&settings.file_dir, file)
 }
 
 /// `uploadImportFile`: a new operation for the importer, the base64 content stored under
@@ -366,7 +281,7 @@ fn decode_base64_to(
 pub async fn upload_import_file(
     state: &AppState,
     caller: &Caller,
-    binary_content: &str,
+    binary_content: impl AsRef<str> + Send + 'static,
     content_type: &str,
     file_name: &str,
     importer_key: &str,
@@ -386,7 +301,7 @@ pub async fn upload_import_file(
 pub async fn upload_with(
     cx: &Context,
     user_id: &str,
-    binary_content: &str,
+    binary_content: impl AsRef<str> + Send + 'static,
     content_type: &str,
     file_name: &str,
     importer_key: &str,
@@ -405,91 +320,129 @@ pub async fn upload_with(
     })
     .await?;
     let path = cx.import.file_dir.join(&name);
-    let stored = write_upload(&cx.import, &path, binary_content);
+    let settings = cx.import.clone();
+    // Decoded on a blocking thread, in pieces, straight into the file.
+    let stored = tokio::task::spawn_blocking(move || {
+        make_folder(&settings)?;
+        files::decode_base64_to_file(binary_content.as_ref(), &path, settings.max_bytes)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ImportError::plain(format!("The upload failed ({e})."))));
     if let Err(e) = stored {
-        let _ = std::fs::remove_file(&path);
         set_status(&cx.store, &op.id, "importer_import_failed").await?;
         return Err(e);
     }
     set_status(&cx.store, &op.id, "importer_file_loaded").await
 }
 
-fn write_upload(settings: &ImportSettings, path: &Path, content: &str) -> Result<u64, ImportError> {
+fn make_folder(settings: &ImportSettings) -> Result<(), ImportError> {
     std::fs::create_dir_all(&settings.file_dir)
-        .map_err(|e| ImportError::plain(format!("The import folder could not be made ({e}).")))?;
-    let file = std::fs::File::create(path)
-        .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-    let mut out = std::io::BufWriter::new(file);
-    let n = decode_base64_to(content, settings.max_bytes, &mut out)?;
-    std::io::Write::flush(&mut out)
-        .map_err(|e| ImportError::plain(format!("The file could not be stored ({e}).")))?;
-    Ok(n)
+        .map_err(|e| ImportError::plain(format!("The import folder could not be made ({e}).")))
 }
 
 /// `downloadPublicImportFile`: a new operation whose file is a local file under the import
-/// folder (copied), or a URL (fetched, with the SSRF rules).
+/// folder (copied), or a URL (fetched with Rocket.Chat's SSRF rules, `fetch::download`):
+/// answered once the headers are in, `importer_file_loaded` when the body is written,
+/// `importer_import_failed` when the fetch or the body fails.
 pub async fn download_public_import_file(
     state: &AppState,
     caller: &Caller,
     file_url: &str,
     importer_key: &str,
 ) -> Result<(), ImportError> {
-    let cx = Context::of(state);
+    download_with(&Context::of(state), &caller.user_id, file_url, importer_key).await
+}
+
+/// [`download_public_import_file`] for a context and a user id.
+pub async fn download_with(
+    cx: &Context,
+    user_id: &str,
+    file_url: &str,
+    importer_key: &str,
+) -> Result<(), ImportError> {
     let importer = importer_by_key(importer_key)
         .ok_or_else(|| not_defined(importer_key, "downloadImportFile"))?;
-    if file_url.starts_with("http") {
-        let op = new_operation(&cx.store, &caller.user_id, importer).await?;
-        set_status(&cx.store, &op.id, "importer_uploading").await?;
-        set_status(&cx.store, &op.id, "importer_downloading_file").await?;
-        set_status(&cx.store, &op.id, "importer_import_failed").await?;
-        return Err(ImportError::plain("error-processing-request"));
-    }
-    let missing = || {
-        ImportError::meteor(
-            "error-import-file-missing",
-            file_url.to_owned(),
-            "downloadPublicImportFile",
-        )
+    let is_url = file_url.starts_with("http");
+    // Checked before an operation is made; only paths under the import folder are read.
+    let local = if is_url {
+        None
+    } else {
+        Some(files::local_source(&cx.import.file_dir, file_url)?)
     };
-    // Only paths under the import folder are read (docs/compatibility.md section 11).
-    let source = Path::new(file_url);
-    let resolved = std::fs::canonicalize(source).map_err(|_| missing())?;
-    let folder = std::fs::canonicalize(&cx.import.file_dir).map_err(|_| missing())?;
-    if !resolved.starts_with(&folder) {
-        return Err(missing());
-    }
-    let op = new_operation(&cx.store, &caller.user_id, importer).await?;
-    set_status(&cx.store, &op.id, "importer_uploading").await?;
+    let op = new_operation(&cx.store, user_id, importer).await?;
+    let name = stored_file_name(now_ms(), user_id, files::url_file_name(file_url));
+    let stored = name.clone();
+    update(&cx.store, &op.id, &|fields| {
+        fields.insert("status".into(), "importer_uploading".into());
+        fields.insert("file".into(), Value::String(stored.clone()));
+    })
+    .await?;
     set_status(&cx.store, &op.id, "importer_downloading_file").await?;
-    if resolved.is_dir() {
-        let dir = resolved.to_string_lossy().into_owned();
-        update(&cx.store, &op.id, &|fields| {
-            fields.insert("file".into(), Value::String(dir.clone()));
-            fields.insert("status".into(), "importer_file_loaded".into());
-        })
-        .await?;
-        return Ok(());
-    }
-    let last = file_url.rsplit('/').next().unwrap_or(file_url);
-    let last = last.split('?').next().unwrap_or(last);
-    let name = stored_file_name(now_ms(), &caller.user_id, last);
     let target = cx.import.file_dir.join(&name);
-    let copied = tokio::fs::copy(&resolved, &target).await;
-    match copied {
-        Ok(_) => {
+    let source = match local {
+        Some(files::LocalSource::Directory(dir)) => {
+            let dir = dir.to_string_lossy().into_owned();
             update(&cx.store, &op.id, &|fields| {
-                fields.insert("file".into(), Value::String(name.clone()));
+                fields.insert("file".into(), Value::String(dir.clone()));
                 fields.insert("status".into(), "importer_file_loaded".into());
             })
             .await?;
-            Ok(())
+            return Ok(());
         }
-        Err(e) => {
-            set_status(&cx.store, &op.id, "importer_import_failed").await?;
-            Err(ImportError::plain(format!(
-                "The file could not be copied ({e})."
-            )))
+        Some(files::LocalSource::File(path)) => Some(path),
+        None => None,
+    };
+    if let Err(e) = make_folder(&cx.import) {
+        set_status(&cx.store, &op.id, "importer_import_failed").await?;
+        return Err(e);
+    }
+    let store = cx.store.clone();
+    let id = op.id.clone();
+    let max_bytes = cx.import.max_bytes;
+    match source {
+        Some(path) => {
+            // Answered at once; the copy finishes in the background, as Rocket.Chat's stream.
+            tokio::spawn(async move {
+                let copied = tokio::task::spawn_blocking(move || {
+                    files::copy_bounded(&path, &target, max_bytes)
+                })
+                .await
+                .unwrap_or_else(|e| Err(ImportError::plain(format!("The copy failed ({e})."))));
+                finish_file(&store, &id, copied.map(|_| ())).await;
+            });
         }
+        None => {
+            let allow = fetch::Allowlist::parse(&cx.import.url_allowlist.join(","));
+            let fetched =
+                fetch::download(file_url, &allow, &target, max_bytes, fetch::DEFAULT_TIMEOUT).await;
+            let download = match fetched {
+                Ok(download) => download,
+                Err(e) => {
+                    set_status(&cx.store, &op.id, "importer_import_failed").await?;
+                    return Err(e);
+                }
+            };
+            tokio::spawn(async move {
+                let written = download.finish().await;
+                finish_file(&store, &id, written.map(|_| ())).await;
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The end of a download or copy in the background: `importer_file_loaded`, or
+/// `importer_import_failed` (the reason logged).
+async fn finish_file(store: &Store, id: &str, outcome: Result<(), ImportError>) {
+    let status = match &outcome {
+        Ok(()) => "importer_file_loaded",
+        Err(error) => {
+            tracing::warn!(operation = id, %error, "the import file could not be stored");
+            "importer_import_failed"
+        }
+    };
+    if let Err(error) = set_status(store, id, status).await {
+        tracing::warn!(operation = id, %error, "the import operation could not be updated");
     }
 }
 
@@ -1299,7 +1252,7 @@ mod tests {
     fn base64_is_read_as_leniently_as_node() {
         let decode = |s: &str| {
             let mut out = Vec::new();
-            decode_base64_to(s, 1 << 20, &mut out).map(|_| out)
+            files::decode_base64(s, &mut out, 1 << 20).map(|_| out)
         };
         assert_eq!(decode("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode("aGVsbG8").unwrap(), b"hello");
@@ -1307,7 +1260,7 @@ mod tests {
         assert_eq!(decode("!!!").unwrap(), b"");
         assert_eq!(decode("-_-_").unwrap(), [0xfb, 0xff, 0xbf]);
         let mut out = Vec::new();
-        assert!(decode_base64_to("aGVsbG8=", 3, &mut out).is_err());
+        assert!(files::decode_base64("aGVsbG8=", &mut out, 3).is_err());
     }
 
     #[test]

@@ -84,9 +84,9 @@ impl ZipOut {
 
 /// Part `i` of `total` split as evenly as possible over `parts`.
 fn share(total: u64, parts: u64, i: u64) -> u64 {
-    total
-        .checked_div(parts)
-        .map_or(0, |q| q + u64::from(i < total.checked_rem(parts).unwrap_or(0)))
+    total.checked_div(parts).map_or(0, |q| {
+        q + u64::from(i < total.checked_rem(parts).unwrap_or(0))
+    })
 }
 
 /// A small deterministic generator (xorshift64*), so that a seed gives the same archive.
