@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod error;
 pub mod guard;
 mod health;
+mod import_page;
 mod import_workflow;
 mod imports;
 pub(crate) mod limits;
@@ -126,6 +127,7 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
         api
     };
     api.routes(routes!(dashboard::page))
+        .routes(routes!(import_page::page))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }
