@@ -417,7 +417,7 @@ fn base64_matches_node() {
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 // Mostly base64 letters, sometimes anything of the alphabet.
-                let i = if seed % 5 == 0 {
+                let i = if seed.is_multiple_of(5) {
                     (seed >> 8) as usize % alphabet.len()
                 } else {
                     (seed >> 8) as usize % 64
@@ -693,18 +693,44 @@ async fn uploads_are_bounded_and_stay_inside_the_folder(db: TestDb) {
     );
     assert_eq!(step(&app, &admin).await, "importer_import_failed");
     assert!(stored(&folder).is_empty());
-    // At the limit, with `../` in the name: stored inside the folder.
+    // A name holding a path is refused before anything is made or written.
+    for name in ["../../escape.zip", "sub/a.zip", "/tmp/escape.zip"] {
+        let answer = app
+            .post(
+                "/api/v1/uploadImportFile",
+                Some(&admin),
+                &upload(encode(10), name),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(
+            answer.json(),
+            json!({
+                "success": false,
+                "error": "Invalid file name [error-invalid-file-name]",
+                "errorType": "error-invalid-file-name",
+                "details": "uploadImportFile",
+            })
+        );
+    }
+    assert!(stored(&folder).is_empty(), "nothing written");
+    assert_eq!(stored(dir.path()), ["imports"], "nothing beside the folder");
+    // At the limit: stored inside the folder.
     let answer = app
         .post(
             "/api/v1/uploadImportFile",
             Some(&admin),
-            &upload(encode(1000), "../../escape.zip"),
+            &upload(encode(1000), "a.zip"),
         )
         .await;
     assert_eq!(answer.json(), json!({"success": true}), "{}", answer.body);
     let names = stored(&folder);
     assert_eq!(names.len(), 1);
-    assert!(names[0].ends_with("_escape.zip"), "{names:?}");
+    assert!(names[0].ends_with("_a.zip"), "{names:?}");
+    assert_eq!(
+        std::fs::read(folder.join(&names[0])).unwrap(),
+        vec![9u8; 1000]
+    );
     assert_eq!(stored(dir.path()), ["imports"], "nothing beside the folder");
     // A string that is not base64 decodes (leniently, as Node decodes it) to bytes that are
     // no archive: the upload succeeds, and preparing it is the importer's to refuse.

@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply the database migrations and exit
     Migrate,
     /// Add, list, remove, activate or deactivate users
@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> CliResult {
         pooler: cli.postgres_pooler,
     };
     match cli.command {
-        Command::Serve(args) => serve::run(&url, args).await,
+        Command::Serve(args) => serve::run(&url, *args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "importops", &mut std::io::stdout());

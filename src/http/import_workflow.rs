@@ -432,7 +432,7 @@ pub async fn upload(
     workflow::upload_import_file(
         &state,
         &caller,
-        large,
+        large.as_str(),
         &body.content_type,
         &body.file_name,
         &body.importer_key,

@@ -65,7 +65,7 @@ pub fn prepare_fn(key: &str) -> Option<PrepareFn> {
 }
 
 /// The parsers of the importers that read a file (`csv`, `slack`, `slack-users`).
-static PREPARERS: &[(&str, PrepareFn)] = &[];
+static PREPARERS: &[(&str, PrepareFn)] = &[("csv", super::csv::prepare)];
 
 /// What the workflow needs from a server, so that the command line can run it without one.
 #[derive(Clone)]
@@ -258,30 +258,12 @@ pub async fn on_server_start(store: &Store) -> Result<u64, StoreError> {
     store.invalidate_at_start(&|doc| invalidate(doc, now)).await
 }
 
-/// Rocket.Chat's stored name of an uploaded or downloaded file (`files::stored_name`:
-/// `<year><month, 0-based><day><hours><minutes><seconds>_<user id>_<name>`, the numbers
-/// unpadded and in UTC). A name that is not a plain file name keeps its last part only, so
-/// nothing is written outside the import folder (docs/compatibility.md section 11.4).
-pub fn stored_file_name(now_ms: i64, user_id: &str, file_name: &str) -> String {
-    let plain = file_name
-        .rsplit(['/', '\\'])
-        .next()
-        .filter(|name| !name.is_empty() && *name != "." && *name != "..")
-        .unwrap_or("file");
-    files::stored_name(now_ms, user_id, plain)
-}
-
-/// Where a stored file name lives, refusing one that would leave the import folder.
-fn stored_path(settings: &ImportSettings, file: &str) -> Result<PathBuf, ImportError> {
-    files::resolve_stored(&settings.file_dir, file)
-}
-
 /// `uploadImportFile`: a new operation for the importer, the base64 content stored under
 /// the import folder, then `importer_file_loaded`.
 pub async fn upload_import_file(
     state: &AppState,
     caller: &Caller,
-    binary_content: impl AsRef<str> + Send + 'static,
+    binary_content: &str,
     content_type: &str,
     file_name: &str,
     importer_key: &str,
@@ -301,15 +283,15 @@ pub async fn upload_import_file(
 pub async fn upload_with(
     cx: &Context,
     user_id: &str,
-    binary_content: impl AsRef<str> + Send + 'static,
+    binary_content: &str,
     content_type: &str,
     file_name: &str,
     importer_key: &str,
 ) -> Result<(), ImportError> {
     let importer = importer_by_key(importer_key)
         .ok_or_else(|| not_defined(importer_key, "uploadImportFile"))?;
+    let name = files::checked_stored_name(now_ms(), user_id, file_name, "uploadImportFile")?;
     let op = new_operation(&cx.store, user_id, importer).await?;
-    let name = stored_file_name(now_ms(), user_id, file_name);
     let (stored, content_type) = (name.clone(), content_type.to_owned());
     update(&cx.store, &op.id, &|fields| {
         fields.insert("status".into(), "importer_uploading".into());
@@ -320,30 +302,23 @@ pub async fn upload_with(
     })
     .await?;
     let path = cx.import.file_dir.join(&name);
-    let settings = cx.import.clone();
-    // Decoded on a blocking thread, in pieces, straight into the file.
-    let stored = tokio::task::spawn_blocking(move || {
-        make_folder(&settings)?;
-        files::decode_base64_to_file(binary_content.as_ref(), &path, settings.max_bytes)
-    })
-    .await
-    .unwrap_or_else(|e| Err(ImportError::plain(format!("The upload failed ({e})."))));
-    if let Err(e) = stored {
+    let written = std::fs::create_dir_all(&cx.import.file_dir)
+        .map_err(files::write_failed)
+        .and_then(|()| {
+            // Decoding writes as it goes: on this worker thread, without a copy of the text.
+            tokio::task::block_in_place(|| {
+                files::decode_base64_to_file(binary_content, &path, cx.import.max_bytes)
+            })
+        });
+    if let Err(e) = written {
         set_status(&cx.store, &op.id, "importer_import_failed").await?;
         return Err(e);
     }
     set_status(&cx.store, &op.id, "importer_file_loaded").await
 }
 
-fn make_folder(settings: &ImportSettings) -> Result<(), ImportError> {
-    std::fs::create_dir_all(&settings.file_dir)
-        .map_err(|e| ImportError::plain(format!("The import folder could not be made ({e}).")))
-}
-
 /// `downloadPublicImportFile`: a new operation whose file is a local file under the import
-/// folder (copied), or a URL (fetched with Rocket.Chat's SSRF rules, `fetch::download`):
-/// answered once the headers are in, `importer_file_loaded` when the body is written,
-/// `importer_import_failed` when the fetch or the body fails.
+/// folder (copied), or a URL (fetched, with the SSRF rules).
 pub async fn download_public_import_file(
     state: &AppState,
     caller: &Caller,
@@ -362,88 +337,103 @@ pub async fn download_with(
 ) -> Result<(), ImportError> {
     let importer = importer_by_key(importer_key)
         .ok_or_else(|| not_defined(importer_key, "downloadImportFile"))?;
-    let is_url = file_url.starts_with("http");
-    // Checked before an operation is made; only paths under the import folder are read.
-    let local = if is_url {
-        None
-    } else {
-        Some(files::local_source(&cx.import.file_dir, file_url)?)
-    };
-    let op = new_operation(&cx.store, user_id, importer).await?;
-    let name = stored_file_name(now_ms(), user_id, files::url_file_name(file_url));
+    let store = &cx.store;
+    if !file_url.starts_with("http") {
+        // Only paths under the import folder are read (docs/compatibility.md section 11).
+        let source = files::local_source(&cx.import.file_dir, file_url)?;
+        let op = new_operation(store, user_id, importer).await?;
+        set_status(store, &op.id, "importer_uploading").await?;
+        set_status(store, &op.id, "importer_downloading_file").await?;
+        let (file, copy) = match source {
+            files::LocalSource::Directory(dir) => (dir.to_string_lossy().into_owned(), None),
+            files::LocalSource::File(path) => {
+                let name = files::checked_stored_name(
+                    now_ms(),
+                    user_id,
+                    files::url_file_name(file_url),
+                    "downloadPublicImportFile",
+                )?;
+                (name, Some(path))
+            }
+        };
+        if let Some(source) = copy {
+            let dest = cx.import.file_dir.join(&file);
+            let max = cx.import.max_bytes;
+            let copied =
+                tokio::task::spawn_blocking(move || files::copy_bounded(&source, &dest, max))
+                    .await
+                    .unwrap_or_else(|_| Err(ImportError::plain("The copy stopped unexpectedly.")));
+            if let Err(e) = copied {
+                set_status(store, &op.id, "importer_import_failed").await?;
+                return Err(e);
+            }
+        }
+        update(store, &op.id, &|fields| {
+            fields.insert("file".into(), Value::String(file.clone()));
+            fields.insert("status".into(), "importer_file_loaded".into());
+        })
+        .await?;
+        return Ok(());
+    }
+    let name = files::checked_stored_name(
+        now_ms(),
+        user_id,
+        files::url_file_name(file_url),
+        "downloadPublicImportFile",
+    )?;
+    let op = new_operation(store, user_id, importer).await?;
     let stored = name.clone();
-    update(&cx.store, &op.id, &|fields| {
+    update(store, &op.id, &|fields| {
         fields.insert("status".into(), "importer_uploading".into());
         fields.insert("file".into(), Value::String(stored.clone()));
     })
     .await?;
-    set_status(&cx.store, &op.id, "importer_downloading_file").await?;
-    let target = cx.import.file_dir.join(&name);
-    let source = match local {
-        Some(files::LocalSource::Directory(dir)) => {
-            let dir = dir.to_string_lossy().into_owned();
-            update(&cx.store, &op.id, &|fields| {
-                fields.insert("file".into(), Value::String(dir.clone()));
-                fields.insert("status".into(), "importer_file_loaded".into());
-            })
-            .await?;
-            return Ok(());
+    set_status(store, &op.id, "importer_downloading_file").await?;
+    let allow = fetch::Allowlist::parse(&cx.import.url_allowlist.join(","));
+    let dest = cx.import.file_dir.join(&name);
+    let started = match std::fs::create_dir_all(&cx.import.file_dir) {
+        Ok(()) => {
+            fetch::download(
+                file_url,
+                &allow,
+                &dest,
+                cx.import.max_bytes,
+                fetch::DEFAULT_TIMEOUT,
+            )
+            .await
         }
-        Some(files::LocalSource::File(path)) => Some(path),
-        None => None,
+        Err(e) => Err(files::write_failed(e)),
     };
-    if let Err(e) = make_folder(&cx.import) {
-        set_status(&cx.store, &op.id, "importer_import_failed").await?;
-        return Err(e);
-    }
-    let store = cx.store.clone();
-    let id = op.id.clone();
-    let max_bytes = cx.import.max_bytes;
-    match source {
-        Some(path) => {
-            // Answered at once; the copy finishes in the background, as Rocket.Chat's stream.
-            tokio::spawn(async move {
-                let copied = tokio::task::spawn_blocking(move || {
-                    files::copy_bounded(&path, &target, max_bytes)
-                })
-                .await
-                .unwrap_or_else(|e| Err(ImportError::plain(format!("The copy failed ({e})."))));
-                finish_file(&store, &id, copied.map(|_| ())).await;
-            });
+    let download = match started {
+        Ok(download) => download,
+        Err(e) => {
+            set_status(store, &op.id, "importer_import_failed").await?;
+            return Err(e);
         }
-        None => {
-            let allow = fetch::Allowlist::parse(&cx.import.url_allowlist.join(","));
-            let fetched =
-                fetch::download(file_url, &allow, &target, max_bytes, fetch::DEFAULT_TIMEOUT).await;
-            let download = match fetched {
-                Ok(download) => download,
-                Err(e) => {
-                    set_status(&cx.store, &op.id, "importer_import_failed").await?;
-                    return Err(e);
-                }
-            };
-            tokio::spawn(async move {
-                let written = download.finish().await;
-                finish_file(&store, &id, written.map(|_| ())).await;
-            });
+    };
+    // Answered once the headers are in; the body is written in the background.
+    let (store, id) = (store.clone(), op.id.clone());
+    tokio::spawn(async move {
+        let status = match download.finish().await {
+            Ok(_) => "importer_file_loaded",
+            Err(e) => {
+                tracing::warn!(operation = id, error = %e, "the import download failed");
+                "importer_import_failed"
+            }
+        };
+        let file = name.clone();
+        let written = update(&store, &id, &|fields| {
+            if status == "importer_file_loaded" {
+                fields.insert("file".into(), Value::String(file.clone()));
+            }
+            fields.insert("status".into(), status.into());
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(operation = id, error = %e, "the import download's end was not written");
         }
-    }
+    });
     Ok(())
-}
-
-/// The end of a download or copy in the background: `importer_file_loaded`, or
-/// `importer_import_failed` (the reason logged).
-async fn finish_file(store: &Store, id: &str, outcome: Result<(), ImportError>) {
-    let status = match &outcome {
-        Ok(()) => "importer_file_loaded",
-        Err(error) => {
-            tracing::warn!(operation = id, %error, "the import file could not be stored");
-            "importer_import_failed"
-        }
-    };
-    if let Err(error) = set_status(store, id, status).await {
-        tracing::warn!(operation = id, %error, "the import operation could not be updated");
-    }
 }
 
 /// `getImportFileData`: `{waiting: true}` while a file is downloaded or prepared; otherwise
@@ -478,7 +468,7 @@ pub async fn file_data_with(cx: &Context) -> Result<Value, ImportError> {
         if !file.is_empty()
             && let Some(prepare) = prepare_fn(&key)
         {
-            let path = stored_path(&cx.import, file)?;
+            let path = files::resolve_stored(&cx.import.file_dir, file)?;
             run_prepare(cx, &id, prepare, path).await?;
         }
     }
@@ -1235,33 +1225,6 @@ pub async fn progress_with(store: &Store) -> Result<Value, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_names_are_rocketchats() {
-        // 2026-01-05T10:03:07Z: month 0, nothing padded.
-        let ms = 1_767_607_387_000;
-        assert_eq!(stored_file_name(ms, "u1", "a.zip"), "2026051037_u1_a.zip");
-        assert_eq!(
-            stored_file_name(ms, "u1", "../../etc/passwd"),
-            "2026051037_u1_passwd"
-        );
-        assert_eq!(stored_file_name(ms, "u1", ".."), "2026051037_u1_file");
-    }
-
-    #[test]
-    fn base64_is_read_as_leniently_as_node() {
-        let decode = |s: &str| {
-            let mut out = Vec::new();
-            files::decode_base64(s, &mut out, 1 << 20).map(|_| out)
-        };
-        assert_eq!(decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(decode("aGV sb\nG8=garbage").unwrap(), b"hello");
-        assert_eq!(decode("!!!").unwrap(), b"");
-        assert_eq!(decode("-_-_").unwrap(), [0xfb, 0xff, 0xbf]);
-        let mut out = Vec::new();
-        assert!(files::decode_base64("aGVsbG8=", &mut out, 3).is_err());
-    }
 
     #[test]
     fn counts_merge_and_apply_as_the_importers_write_them() {
