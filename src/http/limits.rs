@@ -150,4 +150,44 @@ mod tests {
             MAX_BODY_BYTES
         );
     }
+
+    struct Upload;
+
+    impl super::super::body::FromJson for Upload {
+        fn from_json(_: serde_json::Value) -> Result<Self, String> {
+            Ok(Upload)
+        }
+    }
+
+    impl super::super::body::LargeField for Upload {
+        const LARGE_FIELD: &'static str = "binaryContent";
+    }
+
+    /// A body that announces no size is cut off at the upload's limit by `bounded`.
+    async fn read_chunked(path: &str, chunks: usize) -> Result<usize, ApiError> {
+        use super::super::body::{FromBody, LargeJsonBody};
+        let pieces = std::iter::once(Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            b"{\"binaryContent\":\"",
+        )))
+        .chain((0..chunks).map(|_| Ok(bytes::Bytes::from(vec![b'A'; 1 << 20]))))
+        .chain(std::iter::once(Ok(bytes::Bytes::from_static(b"\"}"))));
+        let request = axum::http::Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(futures_util::stream::iter(pieces)))
+            .unwrap();
+        let request = bounded(request, upload_body_limit(3 << 20));
+        let (parts, body) = request.into_parts();
+        LargeJsonBody::<Upload>::from_body(&parts.headers, body)
+            .await
+            .map(|b| b.large.as_str().len())
+    }
+
+    #[tokio::test]
+    async fn an_upload_without_a_size_is_cut_off_at_its_limit() {
+        assert_eq!(read_chunked(UPLOAD_PATH, 4).await.ok(), Some(4 << 20));
+        assert!(matches!(
+            read_chunked(UPLOAD_PATH, 5).await,
+            Err(ApiError::PayloadTooLarge)
+        ));
+    }
 }
