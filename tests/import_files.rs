@@ -2,6 +2,8 @@
 //! (redirects re-checked, at most five, the size and time bounds, statuses), uploads' base64
 //! decoded as Node decodes it, and nothing written outside the folder.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,8 +14,11 @@ use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::{Login, TestApp, TestDb};
+use importops::config::Settings;
 use importops::importer::fetch::{Allowlist, download};
 use importops::importer::files;
+use serde_json::json;
 
 /// A local HTTP server for `app`; its address.
 async fn serve(app: Router) -> SocketAddr {
@@ -412,7 +417,7 @@ fn base64_matches_node() {
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 // Mostly base64 letters, sometimes anything of the alphabet.
-                let i = if seed % 5 == 0 {
+                let i = if seed.is_multiple_of(5) {
                     (seed >> 8) as usize % alphabet.len()
                 } else {
                     (seed >> 8) as usize % 64
@@ -455,4 +460,390 @@ fn base64_matches_node() {
             }
         }
     }
+}
+
+// Rocket.Chat's own e2e assertions (section 11 of the workflow's contract, items 8 to 10), and
+// the upload's bounds, through HTTP on both backends.
+
+const FORBIDDEN: &str =
+    "User does not have the permissions required for this action [error-unauthorized]";
+
+async fn app_with(db: &TestDb, dir: &Path, max_bytes: u64, allowlist: Vec<String>) -> TestApp {
+    let settings = Settings {
+        import_file_dir: Some(dir.to_owned()),
+        import_max_bytes: max_bytes,
+        import_url_allowlist: allowlist,
+        ..Settings::default()
+    };
+    TestApp::with_settings(db, settings).await
+}
+
+async fn step(app: &TestApp, admin: &Login) -> String {
+    let progress = app.get("/api/v1/getImportProgress", Some(admin)).await;
+    assert_eq!(progress.status, StatusCode::OK, "{}", progress.body);
+    progress.json()["step"].as_str().unwrap().to_owned()
+}
+
+/// Polls the progress every 100 ms, 10 s at most, until `want` (or a failure).
+async fn wait_for(app: &TestApp, admin: &Login, want: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let now = step(app, admin).await;
+        if now == want
+            || now == "importer_import_failed"
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn stored(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn e2e_ssrf_refused_without_the_allowlist(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(&db, dir.path(), 1 << 20, Vec::new()).await;
+    let admin = app.admin().await;
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": "http://127.0.0.1:3000/api/v1/info", "importerKey": "slack-users"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json(),
+        json!({"success": false, "error": "error-ssrf-validation-failed"})
+    );
+    assert_eq!(step(&app, &admin).await, "importer_import_failed");
+    // A redirect to a private address is refused too, and the operation failed.
+    let (private, hits) = private_server().await;
+    let public = public_server(private).await;
+    let app = app_with(
+        &db,
+        dir.path(),
+        1 << 20,
+        vec![format!("127.0.0.1:{}", public.port())],
+    )
+    .await;
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": format!("http://{public}/private"), "importerKey": "csv"}),
+        )
+        .await;
+    assert_eq!(answer.json()["error"], "error-ssrf-validation-failed");
+    assert_eq!(step(&app, &admin).await, "importer_import_failed");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(stored(dir.path()).is_empty(), "{:?}", stored(dir.path()));
+}
+
+async fn e2e_an_allowlisted_download_reaches_file_loaded(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    // Rocket.Chat's mock answers JSON at /import-test.zip.
+    let mock = serve(Router::new().route(
+        "/import-test.zip",
+        get(|| async { axum::Json(json!({"mock": true})) }),
+    ))
+    .await;
+    let app = app_with(
+        &db,
+        dir.path(),
+        1 << 20,
+        vec![format!("127.0.0.1:{}", mock.port())],
+    )
+    .await;
+    let admin = app.admin().await;
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": format!("http://{mock}/import-test.zip"), "importerKey": "csv"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json(), json!({"success": true}));
+    assert_eq!(
+        wait_for(&app, &admin, "importer_file_loaded").await,
+        "importer_file_loaded"
+    );
+    let names = stored(dir.path());
+    assert_eq!(names.len(), 1);
+    assert!(
+        names[0].ends_with(&format!("_{}_import-test.zip", admin.user_id)),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(&names[0])).unwrap(),
+        r#"{"mock":true}"#
+    );
+    let current = app
+        .get("/api/v1/getCurrentImportOperation", Some(&admin))
+        .await;
+    assert_eq!(current.json()["operation"]["file"], names[0].as_str());
+
+    // Non-2xx and too large: the operation fails, nothing is left.
+    let app = app_with(
+        &db,
+        dir.path(),
+        10,
+        vec![format!("127.0.0.1:{}", mock.port())],
+    )
+    .await;
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": format!("http://{mock}/missing.zip"), "importerKey": "csv"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "Unexpected response status 404");
+    assert_eq!(step(&app, &admin).await, "importer_import_failed");
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": format!("http://{mock}/import-test.zip"), "importerKey": "csv"}),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "answered once the headers are in"
+    );
+    assert_eq!(
+        wait_for(&app, &admin, "importer_file_loaded").await,
+        "importer_import_failed"
+    );
+    assert_eq!(
+        stored(dir.path()).len(),
+        1,
+        "the partial download is removed"
+    );
+}
+
+async fn e2e_a_normal_user_cannot_upload(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(&db, dir.path(), 1 << 20, Vec::new()).await;
+    let user = app.user("normal", &["user"]).await;
+    let body = json!({
+        "binaryContent": "ZXJzLmNzdlBLBQYAAAAAAQABADcAAAAmAQAAAAA=",
+        "contentType": "application/zip",
+        "fileName": "users11.zip",
+        "importerKey": "csv",
+    });
+    let answer = app
+        .post("/api/v1/uploadImportFile", Some(&user), &body)
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.json(), json!({"success": false, "error": FORBIDDEN}));
+    assert!(stored(dir.path()).is_empty());
+    // The admin's upload of the same body is stored, decoded as Node decodes it.
+    let admin = app.admin().await;
+    let answer = app
+        .post("/api/v1/uploadImportFile", Some(&admin), &body)
+        .await;
+    assert_eq!(answer.json(), json!({"success": true}), "{}", answer.body);
+    assert_eq!(step(&app, &admin).await, "importer_file_loaded");
+    let names = stored(dir.path());
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with(&format!("_{}_users11.zip", admin.user_id)));
+    let content = std::fs::read(dir.path().join(&names[0])).unwrap();
+    assert!(content.starts_with(b"ers.csvPK\x05\x06"), "{content:?}");
+}
+
+async fn uploads_are_bounded_and_stay_inside_the_folder(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("imports");
+    let app = app_with(&db, &folder, 1000, Vec::new()).await;
+    let admin = app.admin().await;
+    use base64::Engine;
+    let encode = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![9u8; n]);
+    let upload = |content: String, name: &str| json!({"binaryContent": content, "contentType": "application/zip", "fileName": name, "importerKey": "csv"});
+    // One byte past the limit: refused, the operation failed, nothing left.
+    let answer = app
+        .post(
+            "/api/v1/uploadImportFile",
+            Some(&admin),
+            &upload(encode(1001), "a.zip"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit of 1000 bytes"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(step(&app, &admin).await, "importer_import_failed");
+    assert!(stored(&folder).is_empty());
+    // A name holding a path is refused before anything is made or written.
+    for name in ["../../escape.zip", "sub/a.zip", "/tmp/escape.zip"] {
+        let answer = app
+            .post(
+                "/api/v1/uploadImportFile",
+                Some(&admin),
+                &upload(encode(10), name),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(
+            answer.json(),
+            json!({
+                "success": false,
+                "error": "Invalid file name [error-invalid-file-name]",
+                "errorType": "error-invalid-file-name",
+                "details": "uploadImportFile",
+            })
+        );
+    }
+    assert!(stored(&folder).is_empty(), "nothing written");
+    assert_eq!(stored(dir.path()), ["imports"], "nothing beside the folder");
+    // At the limit: stored inside the folder.
+    let answer = app
+        .post(
+            "/api/v1/uploadImportFile",
+            Some(&admin),
+            &upload(encode(1000), "a.zip"),
+        )
+        .await;
+    assert_eq!(answer.json(), json!({"success": true}), "{}", answer.body);
+    let names = stored(&folder);
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with("_a.zip"), "{names:?}");
+    assert_eq!(
+        std::fs::read(folder.join(&names[0])).unwrap(),
+        vec![9u8; 1000]
+    );
+    assert_eq!(stored(dir.path()), ["imports"], "nothing beside the folder");
+    // A string that is not base64 decodes (leniently, as Node decodes it) to bytes that are
+    // no archive: the upload succeeds, and preparing it is the importer's to refuse.
+    let answer = app
+        .post(
+            "/api/v1/uploadImportFile",
+            Some(&admin),
+            &upload("this is not base64 at all!".into(), "b.zip"),
+        )
+        .await;
+    assert_eq!(answer.json(), json!({"success": true}), "{}", answer.body);
+    let garbage = stored(&folder)
+        .into_iter()
+        .find(|n| n.ends_with("_b.zip"))
+        .unwrap();
+    // Node 20: Buffer.from("this is not base64 at all!", "base64").
+    assert_eq!(
+        std::fs::read(folder.join(garbage)).unwrap(),
+        [
+            0xb6, 0x18, 0xac, 0x8a, 0xc9, 0xe8, 0xb5, 0xb6, 0xac, 0x7b, 0xae, 0x1a, 0xb5, 0xa9,
+            0x65
+        ]
+    );
+    // A local path outside the folder answers as a missing one, and makes no operation.
+    for path in ["/etc/passwd", "../imports", "nothing-here.zip"] {
+        let answer = app
+            .post(
+                "/api/v1/downloadPublicImportFile",
+                Some(&admin),
+                &json!({"fileUrl": path, "importerKey": "csv"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer.json(),
+            json!({
+                "success": false,
+                "error": format!("{path} [error-import-file-missing]"),
+                "errorType": "error-import-file-missing",
+                "details": "downloadPublicImportFile",
+            })
+        );
+    }
+    // A local file inside it is copied under its stored name.
+    let answer = app
+        .post(
+            "/api/v1/downloadPublicImportFile",
+            Some(&admin),
+            &json!({"fileUrl": names[0], "importerKey": "csv"}),
+        )
+        .await;
+    assert_eq!(answer.json(), json!({"success": true}), "{}", answer.body);
+    assert_eq!(
+        wait_for(&app, &admin, "importer_file_loaded").await,
+        "importer_file_loaded"
+    );
+    assert_eq!(stored(&folder).len(), 3);
+}
+
+on_both_backends!(
+    e2e_ssrf_refused_without_the_allowlist,
+    e2e_an_allowlisted_download_reaches_file_loaded,
+    e2e_a_normal_user_cannot_upload,
+    uploads_are_bounded_and_stay_inside_the_folder,
+);
+
+/// Over a real socket: an upload body of 3 MB passes the limit layer of a server whose
+/// `--import-max-bytes` is 3 000 000 (it reaches the guard: 401 without credentials), past
+/// the base64 size it is 413, and every other route keeps its 1 MB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_upload_takes_a_large_body() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        import_file_dir: Some(dir.path().to_owned()),
+        import_max_bytes: 3_000_000,
+        ..Settings::default()
+    };
+    let bounds = importops::server::Bounds::from_settings(&settings);
+    let state = importops::http::AppState::new(db.open().await, settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(importops::server::run(listener, state, bounds, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let post = |path: &str, size: usize| {
+        let body = format!(
+            r#"{{"binaryContent":"{}","contentType":"application/zip","fileName":"a.zip","importerKey":"csv"}}"#,
+            "A".repeat(size)
+        );
+        client
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(post("/api/v1/uploadImportFile", 3 << 20).await.unwrap()),
+        401
+    );
+    assert_eq!(
+        status(post("/api/v1/uploadImportFile", 5 << 20).await.unwrap()),
+        413
+    );
+    assert_eq!(
+        status(post("/api/v1/startImport", 3 << 20).await.unwrap()),
+        413
+    );
+    assert_eq!(
+        status(post("/api/v1/startImport", 1000).await.unwrap()),
+        401
+    );
 }

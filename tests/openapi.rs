@@ -170,6 +170,7 @@ const ROUTES: &[Route] = &[
     route("get", "/api/v1/docs"),
     route("get", "/api/info"),
     route("get", "/"),
+    route("get", "/dashboard/import"),
     route("get", "/livez"),
     route("get", "/readyz"),
     route("get", "/metrics"),

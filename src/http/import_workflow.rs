@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::body::{FromJson, JsonBody};
+use super::body::{FromJson, JsonBody, LargeField, LargeJsonBody};
 use super::error::{ApiError, json_response};
 use super::guard::{Guarded, route};
 use super::openapi as api;
@@ -68,9 +68,9 @@ fn required_strings(value: Value, names: &[&str]) -> Result<Vec<String>, String>
     }
 }
 
-/// The body of `uploadImportFile`.
+/// The body of `uploadImportFile`; `binaryContent` itself is kept apart (`LargeJsonBody`).
 pub struct UploadBody {
-    binary_content: String,
+    _binary_content: String,
     content_type: String,
     file_name: String,
     importer_key: String,
@@ -85,12 +85,18 @@ impl FromJson for UploadBody {
         .into_iter();
         let mut next = || v.next().unwrap_or_default();
         Ok(UploadBody {
-            binary_content: next(),
+            _binary_content: next(),
             content_type: next(),
             file_name: next(),
             importer_key: next(),
         })
     }
+}
+
+/// `binaryContent` stays where it lies in the body's bytes (`LargeJsonBody`): the body is
+/// read once, and decoded from there.
+impl LargeField for UploadBody {
+    const LARGE_FIELD: &'static str = "binaryContent";
 }
 
 /// The body of `downloadPublicImportFile`.
@@ -385,7 +391,7 @@ macro_rules! import_route {
     };
 }
 
-import_route!(Upload, (), JsonBody<UploadBody>);
+import_route!(Upload, (), LargeJsonBody<UploadBody>);
 import_route!(Download, (), JsonBody<DownloadBody>);
 import_route!(FileData, NoQuery, ());
 import_route!(Start, (), JsonBody<StartBody>);
@@ -419,14 +425,14 @@ pub async fn upload(
     State(state): State<AppState>,
     Guarded {
         caller,
-        body: JsonBody(body),
+        body: LargeJsonBody { body, large },
         ..
     }: Guarded<Upload>,
 ) -> Result<Json<api::Success>, ApiError> {
     workflow::upload_import_file(
         &state,
         &caller,
-        &body.binary_content,
+        large.as_str(),
         &body.content_type,
         &body.file_name,
         &body.importer_key,

@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod error;
 pub mod guard;
 mod health;
+mod import_page;
 mod import_workflow;
 mod imports;
 pub(crate) mod limits;
@@ -126,6 +127,7 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
         api
     };
     api.routes(routes!(dashboard::page))
+        .routes(routes!(import_page::page))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }
@@ -138,6 +140,7 @@ static ROUTERS: LazyLock<[Router<AppState>; 2]> =
 pub fn router(state: AppState) -> Router {
     let cors = cors::Cors::from_settings(&state.settings);
     let access_log = state.settings.access_log;
+    let upload_limit = limits::upload_body_limit(state.import.max_bytes);
     observe::front_line(
         ROUTERS[usize::from(state.settings.metrics_on_api)]
             .clone()
@@ -147,6 +150,7 @@ pub fn router(state: AppState) -> Router {
             .with_state(state),
         cors,
         access_log,
+        upload_limit,
     )
 }
 
