@@ -337,7 +337,10 @@ def generate_ops(path: Path, n: int, seed: int = 20211027) -> dict:
                 "_id": oid, "type": typ, "importerKey": key,
                 "ts": updated - rng.randrange(1_000, 3_600_000),
                 "status": STATUSES[rng.randrange(len(STATUSES))],
-                "valid": rng.random() < 0.3,
+                # As in a Rocket.Chat database: every new operation invalidates the others, and
+                # a server's start-up invalidates whatever is left valid (bumping `_updatedAt`),
+                # so stored operations are invalid (docs/compatibility.md section 11).
+                "valid": False,
                 "user": users[rng.randrange(len(users))],
                 "_updatedAt": iso_ms(updated),
             }

@@ -1,5 +1,7 @@
 //! The API's settings: flags, environment variables and defaults in one struct.
 
+use std::path::{Path, PathBuf};
+
 use clap::ValueEnum;
 
 /// Which of Rocket.Chat's two 401 bodies to send.
@@ -53,6 +55,8 @@ mod defaults {
     pub const MAX_CONNECTIONS: usize = 0;
     /// 0: half the cores, at least one.
     pub const PASSWORD_HASHING: usize = 0;
+    /// `--import-max-bytes`: 100 MiB.
+    pub const IMPORT_MAX_BYTES: u64 = 100 * 1024 * 1024;
 }
 
 /// Every setting of the API, with its flag, its environment variable and its default. `serve`
@@ -119,6 +123,20 @@ pub struct Settings {
     /// `poll` (the change counters every 200 ms, for PgBouncer's transaction pooling)
     #[arg(long, env = "IMPORTOPS_CHANGE_DETECTION", value_enum, default_value_t = ChangeDetection::Notify)]
     pub change_detection: ChangeDetection,
+    /// The folder uploaded and downloaded import archives are stored in (Rocket.Chat's
+    /// `ImportFile_FileSystemPath`); default a folder `import-files` beside the SQLite
+    /// database, or the system's temporary folder on Postgres
+    #[arg(long, env = "IMPORTOPS_IMPORT_FILE_DIR")]
+    pub import_file_dir: Option<PathBuf>,
+    /// The most bytes an import upload, an import download, and an archive's entries once
+    /// uncompressed may hold
+    #[arg(long, env = "IMPORTOPS_IMPORT_MAX_BYTES", default_value_t = defaults::IMPORT_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub import_max_bytes: u64,
+    /// Hosts (`host` or `host:port`, comma-separated) `downloadPublicImportFile` may fetch from
+    /// even at a loopback, private or link-local address (Rocket.Chat's `SSRF_Allowlist`)
+    #[arg(long, env = "IMPORTOPS_IMPORT_URL_ALLOWLIST", value_delimiter = ',')]
+    pub import_url_allowlist: Vec<String>,
     /// Serve `GET /metrics` on the API's address; `serve` turns it off when
     /// `--metrics-listen` gives metrics an address of their own.
     #[arg(skip = true)]
@@ -157,8 +175,60 @@ impl Default for Settings {
             max_connections: defaults::MAX_CONNECTIONS,
             password_hashing: defaults::PASSWORD_HASHING,
             change_detection: ChangeDetection::Notify,
+            import_file_dir: None,
+            import_max_bytes: defaults::IMPORT_MAX_BYTES,
+            import_url_allowlist: Vec::new(),
             metrics_on_api: true,
         }
+    }
+}
+
+/// The import workflow's settings (docs/compatibility.md section 11), resolved once from
+/// [`Settings`] when the state is built (`AppState::import`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSettings {
+    /// Where uploaded and downloaded archives are stored; local paths given to
+    /// `downloadPublicImportFile` must lie under it.
+    pub file_dir: PathBuf,
+    /// Bounds an upload, a download, and the uncompressed size of an archive.
+    pub max_bytes: u64,
+    /// Rocket.Chat's `SSRF_Allowlist`: `host` or `host:port` entries, trimmed, lower-cased,
+    /// empties dropped.
+    pub url_allowlist: Vec<String>,
+}
+
+impl ImportSettings {
+    /// The settings' values; without `--import-file-dir`, a folder in the system's temporary
+    /// folder (`serve` first puts the default beside a SQLite database: [`default_file_dir`]).
+    pub fn from_settings(settings: &Settings) -> Self {
+        ImportSettings {
+            file_dir: settings
+                .import_file_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("importops-import-files")),
+            max_bytes: settings.import_max_bytes,
+            url_allowlist: settings
+                .import_url_allowlist
+                .iter()
+                .map(|entry| entry.trim().to_ascii_lowercase())
+                .filter(|entry| !entry.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// `--import-file-dir`'s default for a database URL: `import-files` beside a SQLite
+/// database file, else (Postgres, in-memory SQLite) the system's temporary folder.
+pub fn default_file_dir(database_url: &str) -> PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && !path.contains(":memory:"));
+    match file.and_then(|path| Path::new(path).parent()) {
+        Some(parent) if parent.as_os_str().is_empty() => PathBuf::from("import-files"),
+        Some(parent) => parent.join("import-files"),
+        None => std::env::temp_dir().join("importops-import-files"),
     }
 }
 
@@ -185,6 +255,34 @@ mod tests {
         let parsed = Flags::parse_from(["importops"]).settings;
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Settings::default()));
         assert!(parsed.access_log, "the access log is on by default");
+    }
+
+    #[test]
+    fn the_import_file_folder_defaults_beside_a_sqlite_database() {
+        assert_eq!(
+            default_file_dir("sqlite:///var/lib/importops/db.sqlite?mode=rwc"),
+            PathBuf::from("/var/lib/importops/import-files")
+        );
+        assert_eq!(
+            default_file_dir("sqlite:importops.db"),
+            PathBuf::from("import-files")
+        );
+        assert_eq!(
+            default_file_dir("postgres://u@h/db"),
+            std::env::temp_dir().join("importops-import-files")
+        );
+        let parsed = Flags::try_parse_from([
+            "importops",
+            "--import-url-allowlist",
+            " Mock.dev:8080 ,,10.0.0.1",
+            "--import-max-bytes",
+            "1000",
+        ])
+        .unwrap();
+        let import = ImportSettings::from_settings(&parsed.settings);
+        assert_eq!(import.url_allowlist, ["mock.dev:8080", "10.0.0.1"]);
+        assert_eq!(import.max_bytes, 1000);
+        assert!(Flags::try_parse_from(["importops", "--import-max-bytes", "0"]).is_err());
     }
 
     #[test]

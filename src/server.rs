@@ -37,6 +37,8 @@ pub struct Bounds {
     pub body_read_timeout: Duration,
     /// Shared by the listeners that serve the same process's descriptors.
     pub connections: Arc<Connections>,
+    /// `uploadImportFile`'s body limit (`http::limits::upload_body_limit`).
+    pub upload_body_limit: usize,
 }
 
 impl Bounds {
@@ -45,6 +47,7 @@ impl Bounds {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: Duration::from_secs(settings.body_read_timeout),
             connections: Connections::new(crate::connections::limit(settings.max_connections)),
+            upload_body_limit: crate::http::limits::upload_body_limit(settings.import_max_bytes),
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn serve(
         let slot = crate::connections::ConnectionSlot(Arc::clone(&registration));
         let activity = registration.activity();
         let body_read_timeout = bounds.body_read_timeout;
+        let upload_limit = bounds.upload_body_limit;
         // The peer address feeds the rate limiter's per-client counters.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -121,7 +125,7 @@ pub async fn serve(
                 request.map(|body| DeadlineBody::new(body, body_read_timeout, activity.clone()));
             let app = app.clone();
             async move {
-                let response = crate::http::limits::serve(request, app).await;
+                let response = crate::http::limits::serve(request, app, upload_limit).await;
                 activity.waiting();
                 response
             }

@@ -34,6 +34,7 @@ async fn server(header_read: Duration, body_read: Duration, connections: usize) 
         header_read_timeout: header_read,
         body_read_timeout: body_read,
         connections: Connections::new(connections),
+        upload_body_limit: importops::http::body::MAX_BODY_BYTES,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(listener, state, bounds, async {

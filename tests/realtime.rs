@@ -59,6 +59,7 @@ impl Live {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             connections: Connections::new(1000),
+            upload_body_limit: importops::http::body::MAX_BODY_BYTES,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(run(listener, app.state.clone(), bounds, async {
@@ -752,6 +753,37 @@ async fn ddp_import_methods_answer_as_rocketchat(db: TestDb) {
         assert_eq!(d["ts"], r["ts"]);
         assert_eq!(d["status"], r["status"]);
     }
+    // The workflow's methods: the same checks, then the workflow's own errors.
+    let answer = ddp.call("getImportFileData", json!([])).await;
+    assert_eq!(
+        answer["error"],
+        meteor_error(
+            json!("error-action-not-allowed"),
+            "Importing is not allowed",
+            Some("setupImporter")
+        )
+    );
+    let answer = admin_ddp
+        .call(
+            "uploadImportFile",
+            json!(["aGVsbG8=", "text/csv", "a.csv", "no-such-importer"]),
+        )
+        .await;
+    assert_eq!(
+        answer["error"],
+        meteor_error(
+            json!("error-importer-not-defined"),
+            "The importer (no-such-importer) has no import class defined.",
+            Some("uploadImportFile")
+        )
+    );
+    let answer = admin_ddp
+        .call("startImport", json!(["not an object"]))
+        .await;
+    assert_eq!(
+        answer["error"],
+        meteor_error(json!(400), "Match failed", None)
+    );
     let progress = admin_ddp.call("getImportProgress", json!([])).await;
     let mut rest: Value = live
         .get("/api/v1/getImportProgress", Some(&admin))

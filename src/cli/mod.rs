@@ -2,6 +2,7 @@
 //! group of subcommands has its own module. Errors end as one sentence on stderr and exit 1.
 
 mod import;
+mod import_run;
 mod ops;
 mod output;
 mod permissions;
@@ -42,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply the database migrations and exit
     Migrate,
     /// Add, list, remove, activate or deactivate users
@@ -63,6 +64,9 @@ enum Command {
     /// Load a Rocket.Chat export made with mongoexport (users.json, rocketchat_permissions.json,
     /// rocketchat_import.json in DIR): all or nothing, and safe to run again
     ImportRocketchat(import::ImportArgs),
+    /// Run Rocket.Chat's import workflow on an archive without the server
+    #[command(subcommand)]
+    Import(import_run::ImportCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -134,7 +138,7 @@ async fn run(cli: Cli) -> CliResult {
         pooler: cli.postgres_pooler,
     };
     match cli.command {
-        Command::Serve(args) => serve::run(&url, args).await,
+        Command::Serve(args) => serve::run(&url, *args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "importops", &mut std::io::stdout());
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Token(cmd) => tokens::run(&open(&url).await?, cmd).await,
         Command::Ops(cmd) => ops::run(&open(&url).await?, cmd).await,
         Command::ImportRocketchat(args) => import::run(&url, args).await,
+        Command::Import(cmd) => import_run::run(&url, cmd).await,
     }
 }
 

@@ -74,6 +74,8 @@ impl ServeArgs {
 
 pub async fn run(url: &super::Database, args: ServeArgs) -> CliResult {
     let store = open_with(url, Some(args.waits())).await?;
+    // Rocket.Chat invalidates interrupted imports at start-up (docs/compatibility.md section 11).
+    crate::importer::workflow::on_server_start(&store).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
         bootstrap_admin(&store, username, password).await?;
     }
@@ -100,8 +102,14 @@ pub async fn run(url: &super::Database, args: ServeArgs) -> CliResult {
         );
     }
 
+    let import_file_dir = args
+        .settings
+        .import_file_dir
+        .clone()
+        .unwrap_or_else(|| crate::config::default_file_dir(&url.url));
     let settings = Settings {
         metrics_on_api: args.metrics_listen.is_none(),
+        import_file_dir: Some(import_file_dir),
         ..args.settings
     };
     let bounds = crate::server::Bounds::from_settings(&settings);

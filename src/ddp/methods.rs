@@ -1,7 +1,7 @@
 //! The Meteor methods importops answers, over a WebSocket and over `method.call`: `login`,
 //! the import methods Rocket.Chat still registers, and the importer stream's write method
 //! (refused silently). Every method runs for the connection's user through the same access
-//! rules as REST (`access`), and answers Meteor's errors (docs/compatibility.md, section 12).
+//! rules as REST (`access`), and answers Meteor's errors (docs/compatibility.md, section 13).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,10 +45,8 @@ impl From<Result<Option<Value>, MeteorError>> for Outcome {
     }
 }
 
-/// The import workflow's four methods. Rocket.Chat registers them beside the two answered
-/// here (`getLatestImportOperations`, `getImportProgress`); importops answers them once its
-/// import workflow (`crate::importer::workflow`) is on this branch, in `call` below, the one
-/// place they are wired. Until then they are not found, as any method importops lacks.
+/// The import workflow's four methods besides the two answered here: their checks here, their
+/// work the workflow's (`crate::importer::workflow`, shared with the REST routes).
 pub const WORKFLOW_METHODS: [&str; 4] = [
     "getImportFileData",
     "startImport",
@@ -62,6 +60,7 @@ pub async fn call(ctx: &Context<'_>, name: &str, params: &[Value]) -> Outcome {
         "login" => login(ctx, params).await,
         "getLatestImportOperations" => get_latest_import_operations(ctx).await.into(),
         "getImportProgress" => get_import_progress(ctx).await.into(),
+        _ if WORKFLOW_METHODS.contains(&name) => workflow(ctx, name, params).await.into(),
         // `allowWrite('none')`: the write is dropped, the call answers nothing.
         "stream-importers" => Ok(None).into(),
         _ => Err(MeteorError::method_not_found(name)).into(),
@@ -121,10 +120,7 @@ async fn get_import_progress(ctx: &Context<'_>) -> Result<Option<Value>, MeteorE
     const NAME: &str = "getImportProgress";
     let caller = caller(ctx).await?.ok_or_else(|| invalid_user(NAME))?;
     if !has(ctx, &caller, RUN_IMPORT).await? {
-        return Err(
-            MeteorError::new("error-action-not-allowed", "Importing is not allowed")
-                .with_details("setupImporter"),
-        );
+        return Err(not_allowed());
     }
     let progress = crate::http::imports::current_progress(ctx.state)
         .await
@@ -134,6 +130,85 @@ async fn get_import_progress(ctx: &Context<'_>) -> Result<Option<Value>, MeteorE
         map.shift_remove("success");
     }
     Ok(Some(value))
+}
+
+/// `error-action-not-allowed`, as every import method words it (details `setupImporter`).
+fn not_allowed() -> MeteorError {
+    MeteorError::new("error-action-not-allowed", "Importing is not allowed")
+        .with_details("setupImporter")
+}
+
+/// Meteor's `check` refusing a parameter.
+fn match_failed() -> MeteorError {
+    MeteorError::new(400, "Match failed")
+}
+
+/// One of `WORKFLOW_METHODS`: the user and `run-import` checked, the parameters as Rocket.Chat's
+/// methods take them (`uploadImportFile(binaryContent, contentType, fileName, importerKey)`,
+/// `downloadPublicImportFile(fileUrl, importerKey)`, `startImport(input)`,
+/// `getImportFileData()`), then the workflow's function.
+async fn workflow(
+    ctx: &Context<'_>,
+    name: &str,
+    params: &[Value],
+) -> Result<Option<Value>, MeteorError> {
+    use crate::importer::workflow;
+    let caller = caller(ctx).await?.ok_or_else(|| invalid_user(name))?;
+    if !has(ctx, &caller, RUN_IMPORT).await? {
+        return Err(not_allowed());
+    }
+    // Every parameter named must be a string (`check(x, String)`).
+    let texts = |n: usize| -> Option<Vec<&str>> {
+        (0..n)
+            .map(|i| params.get(i).and_then(Value::as_str))
+            .collect()
+    };
+    let state = ctx.state;
+    let done = match name {
+        "getImportFileData" => {
+            return workflow::get_import_file_data(state, &caller)
+                .await
+                .map(Some)
+                .map_err(from_import);
+        }
+        "startImport" => {
+            let input = params
+                .first()
+                .filter(|input| input.is_object())
+                .cloned()
+                .ok_or_else(match_failed)?;
+            workflow::start_import(state, &caller, input).await
+        }
+        "uploadImportFile" => {
+            let [content, content_type, file_name, key] = texts(4).ok_or_else(match_failed)?[..]
+            else {
+                return Err(match_failed());
+            };
+            workflow::upload_import_file(state, &caller, content, content_type, file_name, key)
+                .await
+        }
+        "downloadPublicImportFile" => {
+            let [url, key] = texts(2).ok_or_else(match_failed)?[..] else {
+                return Err(match_failed());
+            };
+            workflow::download_public_import_file(state, &caller, url, key).await
+        }
+        _ => return Err(MeteorError::method_not_found(name)),
+    };
+    done.map(|()| None).map_err(from_import)
+}
+
+/// The workflow's error as the method's: a `Meteor.Error` as it is; a plain `Error` is not
+/// client-safe, so Meteor answers it as the internal error.
+fn from_import(error: crate::importer::ImportError) -> MeteorError {
+    match error {
+        crate::importer::ImportError::Meteor {
+            code,
+            reason,
+            details,
+        } => MeteorError::new(code, reason).with_details(details),
+        _ => MeteorError::internal(),
+    }
 }
 
 /// A REST error of a shared handler as the method's Meteor error.

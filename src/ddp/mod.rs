@@ -1,4 +1,4 @@
-//! Rocket.Chat's realtime API: Meteor's DDP (docs/compatibility.md, section 12). `methods`
+//! Rocket.Chat's realtime API: Meteor's DDP (docs/compatibility.md, section 13). `methods`
 //! runs a method call for a connection's user (over a WebSocket, `session`, or over REST,
 //! `method.call`), with Meteor's errors; `session` is one WebSocket connection: the
 //! handshake, heartbeats, methods, the `stream-importers` subscription fed by `crate::feed`.

@@ -3,7 +3,7 @@
 //! subscriptions per `RATE_WINDOW`, like Rocket.Chat's DDPRateLimiter per connection), the
 //! `stream-importers` subscription fed by the change feed, `unsub`; a logged-in connection
 //! whose token is revoked is closed within `RECHECK`, as Meteor closes the connections of a
-//! removed login token (docs/compatibility.md, section 12).
+//! removed login token (docs/compatibility.md, section 13).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

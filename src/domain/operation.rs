@@ -77,7 +77,7 @@ pub fn importer_by_key(key: &str) -> Option<&'static Importer> {
 /// An operation's progress as Rocket.Chat reports it (`ImporterProgress`: `getImportProgress`,
 /// and the `stream-importers` `progress` event): the importer's key and name, the step (its
 /// `status`) and the counts (missing numbers 0). `None` when its `importerKey` names no
-/// importer Rocket.Chat registers (docs/compatibility.md, section 12).
+/// importer Rocket.Chat registers (docs/compatibility.md, section 13).
 pub fn progress(op: &Map<String, Value>) -> Option<Value> {
     let key = op.get("importerKey").and_then(Value::as_str)?;
     let importer = importer_by_key(key)?;

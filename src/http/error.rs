@@ -88,6 +88,37 @@ pub enum ApiError {
     /// 500: a bug; the message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 400 for an error of the import workflow (`crate::importer::ImportError`): a Meteor
+    /// error with its type and details, or a plain error with its message alone.
+    #[error("{error}")]
+    Import {
+        error: String,
+        error_type: Option<String>,
+        details: Option<serde_json::Value>,
+    },
+}
+
+impl From<crate::importer::ImportError> for ApiError {
+    fn from(e: crate::importer::ImportError) -> Self {
+        use crate::importer::ImportError;
+        match e {
+            ImportError::Meteor {
+                code,
+                reason,
+                details,
+            } => ApiError::Import {
+                error: format!("{reason} [{code}]"),
+                error_type: Some(code),
+                details: Some(serde_json::Value::String(details)),
+            },
+            ImportError::Plain(message) => ApiError::Import {
+                error: message,
+                error_type: None,
+                details: None,
+            },
+            ImportError::Store(e) => ApiError::Store(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -247,6 +278,25 @@ impl ApiError {
             }
             ApiError::Store(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL.into())
+            }
+            ApiError::Import {
+                error,
+                error_type,
+                details,
+            } => {
+                let mut body = serde_json::Map::new();
+                body.insert("success".into(), false.into());
+                body.insert("error".into(), error.as_str().into());
+                if let Some(error_type) = error_type {
+                    body.insert("errorType".into(), error_type.as_str().into());
+                }
+                if let Some(details) = details {
+                    body.insert("details".into(), details.clone());
+                }
+                (
+                    StatusCode::BAD_REQUEST,
+                    serde_json::Value::Object(body).to_string(),
+                )
             }
         }
     }

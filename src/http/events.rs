@@ -1,5 +1,5 @@
 //! `GET /api/v1/import.operations.events`: every operation created or changed, by any process
-//! or replica, as Server-Sent Events (an importops extension, docs/compatibility.md section 12).
+//! or replica, as Server-Sent Events (an importops extension, docs/compatibility.md section 13).
 //!
 //! The route's checks (401, 403, 400, 429) answer JSON before the stream starts. The stream
 //! then sends, for each change the feed (`crate::feed`) delivers, `id: <change number>`,

@@ -13,6 +13,8 @@ pub mod error;
 pub mod events;
 pub mod guard;
 mod health;
+mod import_page;
+mod import_workflow;
 pub(crate) mod imports;
 pub(crate) mod limits;
 pub mod login_guard;
@@ -62,6 +64,8 @@ pub struct Shared {
     pub feed: crate::feed::Feed,
     /// Set when the server shuts down: long-lived streams (events, WebSockets) end then.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The import workflow's folder and bounds (`--import-file-dir`, ...).
+    pub import: Arc<crate::config::ImportSettings>,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
             hashing: crate::hashing::PasswordHashing::new(settings.password_hashing),
             feed,
             closing: tokio::sync::watch::Sender::new(false),
+            import: Arc::new(crate::config::ImportSettings::from_settings(&settings)),
             settings: Arc::new(settings),
         }))
     }
@@ -132,6 +137,14 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
         .routes(routes!(events::events))
         .routes(routes!(realtime::method_call))
         .routes(routes!(realtime::method_call_anon))
+        .routes(routes!(import_workflow::upload))
+        .routes(routes!(import_workflow::download))
+        .routes(routes!(import_workflow::file_data))
+        .routes(routes!(import_workflow::start))
+        .routes(routes!(import_workflow::pending_files))
+        .routes(routes!(import_workflow::pending_avatars))
+        .routes(routes!(import_workflow::add_users))
+        .routes(routes!(import_workflow::run))
         .routes(routes!(health::info))
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz));
@@ -140,9 +153,10 @@ pub(crate) fn routes(metrics_on_api: bool) -> OpenApiRouter<AppState> {
     } else {
         api
     };
-    // DDP's WebSocket is no HTTP operation to document (docs/compatibility.md, section 12).
+    // DDP's WebSocket is no HTTP operation to document (docs/compatibility.md, section 13).
     api.route("/websocket", axum::routing::get(realtime::websocket))
         .routes(routes!(dashboard::page))
+        .routes(routes!(import_page::page))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }
@@ -155,6 +169,7 @@ static ROUTERS: LazyLock<[Router<AppState>; 2]> =
 pub fn router(state: AppState) -> Router {
     let cors = cors::Cors::from_settings(&state.settings);
     let access_log = state.settings.access_log;
+    let upload_limit = limits::upload_body_limit(state.import.max_bytes);
     observe::front_line(
         ROUTERS[usize::from(state.settings.metrics_on_api)]
             .clone()
@@ -164,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             .with_state(state),
         cors,
         access_log,
+        upload_limit,
     )
 }
 

@@ -80,7 +80,9 @@ pub fn set_rate_limit(count: Count) {
 /// for a handler that panicked. tower-http's request-id layers are
 /// not used: they keep a client's unusable id, and they would change the headers before the
 /// size limit counts what the client sent.
-pub fn front_line(router: Router, cors: Cors, access_log: bool) -> Router {
+///
+/// `upload_limit` is `uploadImportFile`'s body limit (`limits::upload_body_limit`).
+pub fn front_line(router: Router, cors: Cors, access_log: bool, upload_limit: usize) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(
@@ -94,6 +96,7 @@ pub fn front_line(router: Router, cors: Cors, access_log: bool) -> Router {
             .layer(ObserveLayer {
                 cors: Arc::new(cors),
                 access_log,
+                upload_limit,
             })
             .layer(CatchPanicLayer::custom(|_| internal_error_response())),
     )
@@ -104,6 +107,7 @@ pub fn front_line(router: Router, cors: Cors, access_log: bool) -> Router {
 pub struct ObserveLayer {
     cors: Arc<Cors>,
     access_log: bool,
+    upload_limit: usize,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -114,6 +118,7 @@ impl<S> Layer<S> for ObserveLayer {
             inner,
             cors: self.cors.clone(),
             access_log: self.access_log,
+            upload_limit: self.upload_limit,
         }
     }
 }
@@ -131,6 +136,7 @@ pub struct Observe<S> {
     inner: S,
     cors: Arc<Cors>,
     access_log: bool,
+    upload_limit: usize,
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -147,7 +153,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let mut ids = request.headers().get_all(&REQUEST_ID).iter();
         let id = match (ids.next(), ids.next()) {
             (Some(id), None) if is_sane(id) => id.clone(),
@@ -163,7 +169,7 @@ where
             in_flight: Some(telemetry::InFlight::start()),
             id,
         };
-        let refused = match super::limits::check(&request) {
+        let refused = match super::limits::check(&request, self.upload_limit) {
             Err(refused) => Some(refused.into_response()),
             Ok(()) if cors::is_preflight(request.method(), path) => {
                 Some(self.cors.preflight(request.headers()))
@@ -179,6 +185,7 @@ where
                 finish,
             };
         }
+        let mut request = super::limits::bounded(request, self.upload_limit);
         request
             .headers_mut()
             .insert(REQUEST_ID.clone(), finish.id.clone());
@@ -338,6 +345,7 @@ mod tests {
             Router::new().fallback_service(handler),
             Cors::default(),
             true,
+            super::super::body::MAX_BODY_BYTES,
         )
         .oneshot(request)
         .await
@@ -436,6 +444,7 @@ mod tests {
                 Router::new().route_service("/items", handler),
                 Cors::default(),
                 access_log,
+                super::super::body::MAX_BODY_BYTES,
             )
             .oneshot(
                 Request::get("/items?secret=1")

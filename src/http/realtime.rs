@@ -1,7 +1,7 @@
 //! Rocket.Chat's realtime API over HTTP: `GET /websocket` (Meteor DDP, served by
 //! `crate::ddp::session`) and DDP over REST, `POST /api/v1/method.call/:method` and
 //! `POST /api/v1/method.callAnon/:method`, answered as Rocket.Chat 8 answers them
-//! (docs/compatibility.md, section 12).
+//! (docs/compatibility.md, section 13).
 
 use std::sync::Arc;
 

@@ -8,6 +8,16 @@
 
 use std::path::Path;
 
+pub mod archive;
+pub mod csv;
+pub mod fetch;
+pub mod files;
+pub mod import_users;
+pub mod js;
+pub mod slack;
+pub mod slack_users;
+pub mod workflow;
+
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

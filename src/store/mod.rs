@@ -18,6 +18,7 @@ mod pooled;
 mod postgres;
 mod sessions;
 mod sqlite;
+pub mod staging;
 mod users;
 
 use std::ops::ControlFlow;
@@ -35,6 +36,8 @@ use crate::domain::operation::Operation;
 pub use import::{ImportReport, ImportedToken, ImportedUser, RocketchatImport};
 pub use permissions::Permission;
 pub use sessions::{NewSession, Revoke, SessionInfo};
+pub use staging::{NewStaged, Outcome, Staged};
+pub use users::{UserImport, UserImported};
 
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://importops.db";

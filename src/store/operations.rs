@@ -99,7 +99,9 @@ impl Store {
     }
 
     /// In one transaction: marks every valid operation invalid (with `_updatedAt` now, through
-    /// `invalidate`), then stores `then_insert` if given. Returns how many were invalidated.
+    /// `invalidate`), deletes every staged record (Rocket.Chat's `newOperation` and `clear`,
+    /// docs/compatibility.md section 11), then stores `then_insert` if given. Returns how many
+    /// were invalidated.
     pub async fn invalidate_operations(
         &self,
         invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
@@ -127,8 +129,53 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            super::staging::delete_all_staged!(tx);
             if let Some(op) = then_insert {
                 write_operations!(tx, std::slice::from_ref(op));
+            }
+            valid.len() as u64
+        })
+    }
+
+    /// What a server does at start-up (Rocket.Chat's `setImportsToInvalid`): when the
+    /// operation with the newest `ts` waits at `importer_user_selection`, every other valid
+    /// operation is invalidated; otherwise every valid one. Statuses are unchanged, staged
+    /// records kept; each invalidated operation's `_updatedAt` becomes now (through
+    /// `invalidate`). Returns how many were invalidated.
+    pub async fn invalidate_at_start(
+        &self,
+        invalidate: &(dyn Fn(&str) -> Result<Operation, String> + Sync),
+    ) -> Result<u64, StoreError> {
+        in_write!(self, Kinds::OPERATIONS, |tx| {
+            if let Some(sql) = super::serialize_operations(&tx) {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
+            let last: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, status FROM import_operations ORDER BY ts DESC, seq DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let keep = last
+                .filter(|(_, status)| status == "importer_user_selection")
+                .map(|(id, _)| id)
+                .unwrap_or_default();
+            let valid: Vec<String> =
+                sqlx::query_scalar("SELECT doc FROM import_operations WHERE valid AND id <> $1")
+                    .bind(&keep)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for doc in &valid {
+                let op = invalidate(doc).map_err(StoreError::Corrupt)?;
+                sqlx::query(
+                    "UPDATE import_operations SET updated_at = $1, valid = $2, doc = $3 \
+                     WHERE id = $4",
+                )
+                .bind(op.updated_at_ms)
+                .bind(op.valid)
+                .bind(&op.doc)
+                .bind(&op.id)
+                .execute(&mut *tx)
+                .await?;
             }
             valid.len() as u64
         })

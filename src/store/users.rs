@@ -319,3 +319,264 @@ impl Store {
         }))
     }
 }
+
+/// A user to import from a staged record (docs/compatibility.md section 11): matched to an
+/// existing user by its first e-mail address, then by username ignoring case, and updated;
+/// otherwise created with `new_id`.
+#[derive(Debug, Clone, Default)]
+pub struct UserImport {
+    pub new_id: String,
+    pub import_ids: Vec<String>,
+    /// Required for a new user (the workflow makes one up when the record has none).
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub emails: Vec<String>,
+    /// The record's roles when it has some.
+    pub roles: Option<Vec<String>>,
+    pub deleted: Option<bool>,
+    /// bcrypt of the sha256 of the record's password, when it has one.
+    pub password_bcrypt: Option<String>,
+    /// `_pendingAvatarUrl`.
+    pub avatar_url: Option<String>,
+    /// `import.run`'s quick insertion: no lookup, an existing username or address is a
+    /// conflict.
+    pub insert_only: bool,
+}
+
+/// What importing a user did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserImported {
+    Created(String),
+    Updated(String),
+}
+
+#[derive(sqlx::FromRow)]
+struct ImportTarget {
+    id: String,
+    username: Option<String>,
+    name: Option<String>,
+    active: bool,
+    roles: String,
+    emails: String,
+    import_ids: String,
+}
+
+impl Store {
+    /// Imports one user in one write transaction: all of it or nothing (a username or an
+    /// address another user holds is a `Conflict` and writes nothing).
+    pub async fn import_user(&self, user: &UserImport) -> Result<UserImported, StoreError> {
+        let now = now_ms();
+        let result = in_write!(self, Kinds::SESSIONS | Kinds::ADDED, |tx| {
+            let mut existing: Option<ImportTarget> = None;
+            if !user.insert_only {
+                const TARGET: &str = "SELECT id, username, name, active, roles, emails, import_ids \
+                                      FROM users WHERE ";
+                if let Some(email) = user.emails.first() {
+                    existing = sqlx::query_as(&format!(
+                        "{TARGET}id = (SELECT user_id FROM user_emails WHERE address = $1)"
+                    ))
+                    .bind(email_key(email))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                }
+                if existing.is_none()
+                    && let Some(username) = &user.username
+                {
+                    existing = sqlx::query_as(&format!("{TARGET}lower(username) = lower($1)"))
+                        .bind(username)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                }
+            }
+            let conflict_username = |e: sqlx::Error| {
+                let username = user.username.clone().unwrap_or_default();
+                let message = format!("the username {username:?} is already taken");
+                unique_violation(e, ConflictKind::Username, &username, message)
+            };
+            let (id, created) = match existing {
+                Some(target) => {
+                    let old_emails: Vec<crate::domain::user::Email> =
+                        serde_json::from_str(&target.emails)
+                            .map_err(|e| StoreError::Corrupt(format!("stored e-mails: {e}")))?;
+                    let emails = if user.emails.is_empty() {
+                        old_emails
+                    } else {
+                        // Replaced by the record's, an address already verified staying so.
+                        user.emails
+                            .iter()
+                            .map(|address| crate::domain::user::Email {
+                                address: address.clone(),
+                                verified: old_emails.iter().any(|e| {
+                                    e.verified && email_key(&e.address) == email_key(address)
+                                }),
+                            })
+                            .collect()
+                    };
+                    let mut roles = decode_list(&target.roles)?;
+                    if let Some(given) = user.roles.as_ref().filter(|r| !r.is_empty()) {
+                        roles = given.clone();
+                    } else if roles.is_empty() {
+                        roles = vec!["user".to_owned()];
+                    }
+                    let mut import_ids = decode_list(&target.import_ids)?;
+                    for id in &user.import_ids {
+                        if !import_ids.contains(id) {
+                            import_ids.push(id.clone());
+                        }
+                    }
+                    let active = match user.deleted {
+                        Some(true) => false,
+                        Some(false) => true,
+                        None => target.active,
+                    };
+                    insert_roles!(tx, roles.iter().map(String::as_str).collect());
+                    sqlx::query(
+                        "UPDATE users SET username = $1, name = $2, active = $3, roles = $4, \
+                         emails = $5, import_ids = $6, \
+                         pending_avatar_url = COALESCE($7, pending_avatar_url), updated_at = $8 \
+                         WHERE id = $9",
+                    )
+                    .bind(user.username.as_ref().or(target.username.as_ref()))
+                    .bind(user.name.as_ref().or(target.name.as_ref()))
+                    .bind(active)
+                    .bind(encode_list(&roles))
+                    .bind(serde_json::to_string(&emails).expect("e-mails are always JSON"))
+                    .bind(encode_list(&import_ids))
+                    .bind(user.avatar_url.as_deref())
+                    .bind(now)
+                    .bind(&target.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_username)?;
+                    sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
+                        .bind(&target.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if target.active && !active {
+                        // Deactivated: its tokens go, as `set_user_active` removes them.
+                        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                            .bind(&target.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    (target.id, false)
+                }
+                None => {
+                    let roles = match user.roles.as_ref().filter(|r| !r.is_empty()) {
+                        Some(roles) => roles.clone(),
+                        None => vec!["user".to_owned()],
+                    };
+                    let emails: Vec<crate::domain::user::Email> = user
+                        .emails
+                        .iter()
+                        .map(|address| crate::domain::user::Email {
+                            address: address.clone(),
+                            verified: false,
+                        })
+                        .collect();
+                    insert_roles!(tx, roles.iter().map(String::as_str).collect());
+                    sqlx::query(
+                        "INSERT INTO users (id, username, name, active, roles, emails, \
+                         password_bcrypt, import_ids, pending_avatar_url, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                    )
+                    .bind(&user.new_id)
+                    .bind(user.username.as_deref())
+                    .bind(user.name.as_deref())
+                    .bind(user.deleted != Some(true))
+                    .bind(encode_list(&roles))
+                    .bind(serde_json::to_string(&emails).expect("e-mails are always JSON"))
+                    .bind(user.password_bcrypt.as_deref())
+                    .bind(encode_list(&user.import_ids))
+                    .bind(user.avatar_url.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_username)?;
+                    (user.new_id.clone(), true)
+                }
+            };
+            let mut seen = Vec::new();
+            for email in &user.emails {
+                let key = email_key(email);
+                if seen.contains(&key) {
+                    continue;
+                }
+                sqlx::query("INSERT INTO user_emails (address, user_id) VALUES ($1, $2)")
+                    .bind(&key)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        let message = format!("the e-mail address {email:?} is already taken");
+                        unique_violation(e, ConflictKind::Email, email, message)
+                    })?;
+                seen.push(key);
+            }
+            if created {
+                UserImported::Created(id)
+            } else {
+                UserImported::Updated(id)
+            }
+        });
+        match &result {
+            Ok(UserImported::Updated(id)) => self.sessions_removed(Some(id)),
+            Ok(UserImported::Created(_)) => {}
+            Err(_) => self.sessions_removed(None),
+        }
+        result
+    }
+
+    /// Whether a user holds this exact username or import id (a message's author).
+    pub async fn user_known_for_import(&self, id: &str) -> Result<bool, StoreError> {
+        let pattern = serde_json::to_string(id).expect("a string is always JSON");
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1 \
+                 OR import_ids LIKE '%' || $2 || '%')",
+            )
+            .bind(id)
+            .bind(&pattern)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
+    /// How many users carry an avatar URL left by an import (`_pendingAvatarUrl`).
+    pub async fn count_pending_avatars(&self) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE pending_avatar_url IS NOT NULL")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n.max(0) as u64)
+    }
+
+    /// The import ids of a user, by username (for tests and the command line).
+    pub async fn user_import_ids(&self, username: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let ids: Option<String> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT import_ids FROM users WHERE lower(username) = lower($1)")
+                .bind(username)
+                .fetch_optional(pool)
+                .await?
+        });
+        ids.map(|text| decode_list(&text)).transpose()
+    }
+}
+
+impl Store {
+    /// Drops every avatar URL left by an import; how many users had one.
+    pub async fn clear_pending_avatars(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        in_write!(self, Kinds::SESSIONS, |tx| {
+            sqlx::query(
+                "UPDATE users SET pending_avatar_url = NULL, updated_at = $1 \
+                 WHERE pending_avatar_url IS NOT NULL",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        })
+    }
+}

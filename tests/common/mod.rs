@@ -2,6 +2,8 @@
 //! or Postgres (when `IMPORTOPS_TEST_POSTGRES_URL` is set), and an in-process app to call.
 #![allow(dead_code)]
 
+pub mod archives;
+
 use std::io::Write;
 use std::sync::Once;
 
