@@ -94,7 +94,7 @@ route!(
 /// Runs the DDP method message in `message` (its `method` and `params`; the path's method is
 /// not used) as the caller, and answers the DDP `result` message as text in `message`:
 /// `200` with `success: true`, or `400` with `success: false` when the method threw
-/// (Rocket.Chat 8). Methods: `login`, `getLatestImportOperations`, `getImportProgress`.
+/// (Rocket.Chat 8). Methods: `login` and the six import methods (docs/compatibility.md, section 13).
 #[utoipa::path(
     post,
     path = "/api/v1/method.call/{method}",
