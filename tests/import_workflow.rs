@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::archives::{csv_archive, zip_of};
+use common::archives::{csv_archive, slack_archive, slack_users_csv, zip_of};
 use common::{Answer, Login, TestApp, TestDb};
 use importops::config::Settings;
 use importops::importer::workflow;
@@ -936,6 +936,190 @@ async fn invalidation_stops_an_import_and_startup_invalidates(db: TestDb) {
     assert_eq!(workflow::on_server_start(&env.app.store).await.unwrap(), 0);
 }
 
+/// A Slack export and a Slack users CSV of a few thousand records: the selection exactly what
+/// the generator wrote, then everything imported; roles and states from the users CSV.
+async fn slack_exports_are_prepared_exactly_and_imported(db: TestDb) {
+    let env = env(&db).await;
+    let generated = slack_archive(5, 40, 6, 3_000);
+    let expected = generated.expected;
+    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    assert_eq!(env.upload(&bytes, "slack.zip", "slack").await.status, 200);
+    let data = env.get("/api/v1/getImportFileData").await;
+    assert_eq!(data.status, 200, "{}", data.body);
+    let data = data.json();
+    assert_eq!(data["name"], "Slack");
+    let ids: Vec<&str> = data["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected.user_ids);
+    let names: Vec<&str> = data["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["is_direct"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected.channel_names);
+    assert_eq!(data["message_count"], expected.staged_messages);
+    let op = env.current().await;
+    assert_eq!(op["count"]["messages"], expected.messages);
+    assert_eq!(op["count"]["total"], expected.total);
+    let answer = env
+        .post(
+            "/api/v1/startImport",
+            json!({"input": {"users": {"all": true}, "channels": {"all": true}}}),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let progress = env
+        .wait_for(&["importer_done", "importer_import_failed"])
+        .await;
+    assert_eq!(progress["step"], "importer_done", "{progress}");
+    let completed = progress["count"]["completed"].as_u64().unwrap();
+    assert!(
+        completed >= expected.users + expected.staged_messages,
+        "{progress}"
+    );
+    // Users with an address or a username are importops users now.
+    let users = env.app.store.list_users().await.unwrap();
+    assert!(users.len() as u64 > expected.users / 2, "{}", users.len());
+
+    // The Slack users CSV: admins, bots and deactivated users.
+    let (file, expected) = slack_users_csv(30);
+    let bytes = std::fs::read(file.path()).unwrap();
+    assert_eq!(
+        env.upload(&bytes, "users.csv", "slack-users").await.status,
+        200
+    );
+    let data = env.get("/api/v1/getImportFileData").await.json();
+    assert_eq!(data["name"], "Slack_Users");
+    let ids: Vec<&str> = data["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected.user_ids);
+    assert_eq!(data["users"][1]["is_bot"], true);
+    assert_eq!(data["users"][4]["is_deleted"], true);
+    env.post(
+        "/api/v1/startImport",
+        json!({"input": {"users": {"all": true}}}),
+    )
+    .await;
+    let progress = env
+        .wait_for(&["importer_done", "importer_import_failed"])
+        .await;
+    assert_eq!(progress["step"], "importer_done", "{progress}");
+    assert_eq!(progress["count"]["completed"], 30);
+    let admin = env
+        .app
+        .store
+        .user_by_username("csv.user2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(admin.roles, ["admin"]);
+    let bot = env
+        .app
+        .store
+        .user_by_username("csv.user1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bot.roles, ["bot"]);
+    let gone = env
+        .app
+        .store
+        .user_by_username("csv.user4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!gone.active);
+    assert!(
+        env.app
+            .store
+            .user_by_username("no.email")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// `importops import run`: the same workflow without HTTP, a JSON summary, one sentence and
+/// exit 1 on failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_runs_the_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/cli.db", dir.path().display());
+    let generated = csv_archive(11, 5, 2, 40, 4);
+    let cmd = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("importops").unwrap();
+        cmd.env_remove("IMPORTOPS_IMPORT_FILE_DIR")
+            .env_remove("DATABASE_URL")
+            .arg("--database-url")
+            .arg(&url)
+            .args(args)
+            .timeout(Duration::from_secs(60));
+        cmd.output().unwrap()
+    };
+    let archive = generated.archive.path().to_str().unwrap().to_owned();
+    let first = generated.expected.user_ids[0].clone();
+    let out = cmd(&[
+        "import",
+        "run",
+        &archive,
+        "--importer",
+        "csv",
+        "--users",
+        &first,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "importer_done", "{summary}");
+    assert_eq!(summary["users"], 5);
+    assert_eq!(summary["messages"], generated.expected.staged_messages);
+    // Stored beside the database by default.
+    assert!(dir.path().join("import-files").is_dir());
+    let store = importops::Store::open(&url).await.unwrap();
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "only the selected user");
+    assert_eq!(users[0].username.as_deref(), Some(first.as_str()));
+    // Every user the second time.
+    let out = cmd(&["import", "run", &archive, "--importer", "csv", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("imported "));
+    assert_eq!(store.list_users().await.unwrap().len(), 5);
+    // A file that is not a zip: one sentence, exit 1.
+    let bad = dir.path().join("bad.zip");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let out = cmd(&[
+        "import",
+        "run",
+        bad.to_str().unwrap(),
+        "--importer",
+        "slack",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: the import failed: "), "{stderr}");
+    let out = cmd(&["import", "run", "/no/such/file", "--importer", "csv"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
 on_both_backends!(
     a_csv_archive_is_uploaded_prepared_and_imported,
     existing_users_are_matched_by_email_then_username,
@@ -946,4 +1130,5 @@ on_both_backends!(
     pending_avatars_are_counted_and_handled,
     downloads_follow_the_folder_and_ssrf_rules,
     invalidation_stops_an_import_and_startup_invalidates,
+    slack_exports_are_prepared_exactly_and_imported,
 );

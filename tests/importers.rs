@@ -493,3 +493,525 @@ fn csv_generated_archive_matches_its_independent_counts() {
             .starts_with("message 0, of \"channel-0\"")
     );
 }
+
+// ---- Slack ----
+
+fn run_slack(entries: &[(&str, &str)]) -> Result<Collect, ImportError> {
+    let bytes: Vec<(&str, &[u8])> = entries.iter().map(|(n, c)| (*n, c.as_bytes())).collect();
+    let archive = zip_of(&bytes);
+    let mut sink = Collect::default();
+    importops::importer::slack::prepare(archive.path(), &limits(), &mut sink)?;
+    Ok(sink)
+}
+
+const SLACK_USERS: &str = r#"[
+ {"id":"U1","name":"alice","deleted":false,"is_bot":false,"tz_offset":-10800,"profile":{"real_name":"Alice A","email":"alice@example.com","image_512":"https://a/512.png","image_original":"https://a/orig.png","status_text":"busy","title":"CTO"}},
+ {"id":"U2","name":"robot","deleted":true,"is_bot":true,"tz_offset":0,"profile":{"real_name":"Robot","email":"","image_512":"https://b/512.png","status_text":"","title":""}}
+]"#;
+const SLACK_CHANNELS: &str = r#"[
+ {"id":"C1","name":"general","created":1500000000,"creator":"U1","is_general":true,"is_archived":false,"members":["U1","USLACKBOT"],"topic":{"value":"the topic"},"purpose":{"value":""}},
+ {"id":"C2","name":"nocreator","created":1500000000,"creator":null,"members":["U1"]},
+ {"id":"C3","name":"random","created":0,"creator":"USLACKBOT","is_archived":true,"members":[]}
+]"#;
+
+fn slack_archive_entries() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "general/2020-01-01.json",
+            r#"[
+          {"type":"message","ts":"1577836800.000100","user":"U1","text":"Hi <@U2|robot> &amp; <!here>, see <https://x.io|x> in <#C3|random>","reactions":[{"name":"thumbsup","users":["U2","USLACKBOT"],"count":2},{"name":"tada","users":["U1"],"count":1},{"name":"empty","users":[],"count":0}],"thread_ts":"1577836800.000100","reply_count":1,"reply_users":["U2","U2"],"latest_reply":"1577836900.000200","edited":{"ts":"1577836850.000000","user":"USLACKBOT"}},
+          {"type":"message","ts":"1577836900.000200","user":"U2","text":"a reply","thread_ts":"1577836800.000100","files":[{"id":"F1","name":"a.png","size":10,"url_private_download":"https://files/F1","is_external":false,"mimetype":"image/png"},{"id":"F2","name":"b.txt","size":20,"url_private_download":"https://files/F2"}]},
+          {"type":"message","subtype":"channel_join","ts":"1577837000.000300","user":"U2","text":"<@U2> has joined"},
+          {"type":"message","subtype":"channel_topic","ts":"1577837001.000000","user":"U1","topic":"new topic","text":"set the topic"},
+          {"type":"message","subtype":"group_name","ts":"1577837002.000000","user":"U1","name":"renamed","old_name":"x"},
+          {"type":"message","subtype":"channel_purpose","ts":"1577837003.000000","user":"U1","purpose":"why"},
+          {"type":"message","subtype":"me_message","ts":"1577837004.000000","user":"U1","text":"waves"},
+          {"type":"message","subtype":"bot_message","ts":"1577837005.000000","bot_id":"B1","text":"beep","icons":{"emoji":":robot_face:"},"attachments":[{"text":"&lt;t&gt;","title":"T","color":"ff0000"}]},
+          {"type":"message","subtype":"pinned_item","ts":"1577837006.000000","user":"U1","attachments":[{"text":"pinned","author_subname":"alice"}]},
+          {"type":"message","subtype":"file_share","ts":"1577837007.000000","user":"U1","file":{"id":"F3","name":"c.pdf","size":30,"url_private_download":"https://files/F3"}},
+          {"type":"message","subtype":"file_share","ts":"1577837008.000000","user":"U1","file":{"id":"F4","name":"d.pdf"}},
+          {"type":"message","subtype":"bot_add","ts":"1577837009.000000","user":"U1"},
+          {"type":"message","subtype":"tombstone","ts":"1577837010.000000","user":"U1"},
+          {"type":"message","subtype":"channel_leave","ts":"1577837011.000000","user":"USLACKBOT"},
+          {"type":"not-a-message","ts":"1577837012.000000","user":"U1","text":"x"}
+        ]"#,
+        ),
+        ("channels.json", SLACK_CHANNELS),
+        ("users.json", SLACK_USERS),
+        (
+            "groups.json",
+            r#"[{"id":"G1","name":"secret","created":1500000000,"creator":"U1","members":["U1","U2"],"is_archived":false}]"#,
+        ),
+        (
+            "mpims.json",
+            r#"[{"id":"G2","name":"mpdm-a--b--c-1","created":1500000000,"creator":"U1","members":["U1","U2","U3"]},{"id":"G3","name":"mpdm-big","created":1500000000,"creator":"U1","members":["1","2","3","4","5","6","7","8","9"]}]"#,
+        ),
+        (
+            "dms.json",
+            r#"[{"id":"D1","created":1500000000,"members":["U1","U2"]}]"#,
+        ),
+        (
+            "D1/2020-01-02.json",
+            r#"[{"type":"message","ts":"1577923200.000000","user":"U1","text":"dm"}]"#,
+        ),
+        (
+            "unknown-folder/2020-01-02.json",
+            r#"[{"type":"message","ts":"1577923200.000000","user":"U1","text":"lost"},{"type":"message"}]"#,
+        ),
+        ("__MACOSX/general/._2020-01-01.json", "junk"),
+        ("general/.DS_Store", "junk"),
+        ("integration_logs.json", "[]"),
+    ]
+}
+
+#[test]
+fn slack_pass_one_users_and_conversations() {
+    let out = run_slack(&slack_archive_entries()).unwrap();
+    let users = out.records(DataType::User);
+    assert_eq!(
+        users[0],
+        &json!({"emails":["alice@example.com"],"importIds":["U1"],"username":"alice","name":"Alice A","utcOffset":-3,"avatarUrl":"https://a/orig.png","deleted":false,"statusText":"busy","bio":"CTO","type":"user"})
+    );
+    assert_eq!(
+        users[1],
+        &json!({"emails":[],"importIds":["U2"],"username":"robot","name":"Robot","utcOffset":0,"avatarUrl":"https://b/512.png","deleted":true,"type":"bot","roles":["bot"]})
+    );
+    let channels = out.records(DataType::Channel);
+    let ids: Vec<&str> = channels
+        .iter()
+        .map(|c| c["importIds"][0].as_str().unwrap())
+        .collect();
+    // The channel without a creator is left out.
+    assert_eq!(ids, ["C1", "C3", "G1", "G2", "G3", "D1"]);
+    assert_eq!(
+        channels[0],
+        &json!({"_id":"general","u":{"_id":"U1"},"importIds":["C1"],"name":"general","users":["U1","rocket.cat"],"t":"c","topic":"the topic","ts":"2017-07-14T02:40:00.000Z","archived":false})
+    );
+    assert_eq!(
+        channels[1],
+        &json!({"u":{"_id":"rocket.cat"},"importIds":["C3"],"name":"random","users":[],"t":"c","archived":true})
+    );
+    assert_eq!(channels[2]["t"], "p");
+    assert!(channels[2].get("_id").is_none());
+    assert_eq!(channels[3]["t"], "d", "an mpim of 3 is a direct message");
+    assert_eq!(
+        channels[4]["t"], "p",
+        "an mpim of more than 8 is a private group"
+    );
+    assert_eq!(
+        channels[5],
+        &json!({"importIds":["D1"],"users":["U1","U2"],"t":"d","ts":"2017-07-14T02:40:00.000Z"})
+    );
+    assert_eq!(out.last(|c| c.users), Some(2));
+    let running: Vec<u64> = out.counts().iter().filter_map(|c| c.channels).collect();
+    assert_eq!(running, [2, 3, 5, 6]);
+    assert_eq!(
+        out.steps(),
+        [
+            "importer_preparing_channels",
+            "importer_preparing_users",
+            "importer_preparing_channels",
+            "importer_preparing_channels",
+            "importer_preparing_channels",
+            "importer_preparing_messages"
+        ],
+        "the first pass follows the archive's order"
+    );
+}
+
+#[test]
+fn slack_pass_two_messages_with_every_rule() {
+    let out = run_slack(&slack_archive_entries()).unwrap();
+    let messages = out.records(DataType::Message);
+    let ids: Vec<&str> = messages
+        .iter()
+        .map(|m| m["_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "slack-C1-1577836800-000100",
+            "slack-C1-1577836900-000200-file1",
+            "slack-C1-1577836900-000200-file2",
+            "slack-C1-1577836900-000200",
+            "slack-C1-1577837000-000300",
+            "slack-C1-1577837001-000000",
+            "slack-C1-1577837002-000000",
+            "slack-C1-1577837003-000000",
+            "slack-C1-1577837004-000000",
+            "slack-C1-1577837005-000000",
+            "slack-C1-1577837007-000000-fileshare",
+            "slack-C1-1577837011-000000",
+            "slack-D1-1577923200-000000",
+        ]
+    );
+    // A thread's parent, its reactions (every one kept), edit, mentions and text conversion.
+    assert_eq!(
+        messages[0],
+        &json!({
+            "_id":"slack-C1-1577836800-000100","rid":"C1","ts":"2020-01-01T00:00:00.000Z",
+            "msg":"Hi @U2 & @here, see [x](https://x.io) in #random","u":{"_id":"U1"},
+            "reactions":{":thumbsup:":{"name":":thumbsup:","users":["U2","rocket.cat"]},":tada:":{"name":":tada:","users":["U1"]}},
+            "replies":["U2"],"tcount":1,"tlm":"2020-01-01T00:01:40.000Z",
+            "editedAt":"2020-01-01T00:00:50.000Z","editedBy":"rocket.cat",
+            "mentions":["U2","here"],"channels":["random"]
+        })
+    );
+    // Files of a reply: hidden messages in the thread, before the reply itself.
+    assert_eq!(
+        messages[1],
+        &json!({
+            "_id":"slack-C1-1577836900-000200-file1","rid":"C1","ts":"2020-01-01T00:01:40.000Z","msg":"","_hidden":true,
+            "_importFile":{"downloadUrl":"https://files/F1","id":"F1","size":10,"name":"a.png","external":false,"source":"slack",
+              "original":{"id":"F1","name":"a.png","size":10,"url_private_download":"https://files/F1","is_external":false,"mimetype":"image/png"}},
+            "u":{"_id":"U2"},"tmid":"slack-C1-1577836800-000100"
+        })
+    );
+    assert!(messages[2]["_importFile"].get("external").is_none());
+    assert_eq!(messages[3]["tmid"], "slack-C1-1577836800-000100");
+    assert_eq!(messages[3]["msg"], "a reply");
+    assert_eq!(
+        messages[4],
+        &json!({"_id":"slack-C1-1577837000-000300","rid":"C1","ts":"2020-01-01T00:03:20.000Z","msg":"","u":{"_id":"U2"},"t":"uj","groupable":false})
+    );
+    assert_eq!(messages[5]["t"], "room_changed_topic");
+    assert_eq!(messages[5]["msg"], "new topic");
+    assert_eq!(messages[6]["t"], "r");
+    assert_eq!(messages[6]["msg"], "renamed");
+    assert_eq!(messages[7]["t"], "room_changed_description");
+    assert_eq!(messages[7]["msg"], "why");
+    assert_eq!(messages[8]["msg"], "_waves_");
+    assert_eq!(
+        messages[9],
+        &json!({"_id":"slack-C1-1577837005-000000","rid":"C1","ts":"2020-01-01T00:03:25.000Z","msg":"beep","u":{},"bot":true,
+          "attachments":[{"text":"<t>","title":"T","color":"ff0000","fallback":""}],"emoji":":robot_face:"})
+    );
+    assert_eq!(messages[10]["_hidden"], true);
+    assert_eq!(
+        messages[10]["_importFile"]["downloadUrl"],
+        "https://files/F3"
+    );
+    assert_eq!(messages[11]["t"], "ul");
+    assert_eq!(messages[11]["u"]["_id"], "rocket.cat");
+    assert_eq!(messages[12]["rid"], "D1");
+
+    // Counts: every element of every file that parses, staged or not.
+    assert_eq!(out.last(|c| c.messages), Some(15 + 1 + 2));
+    assert_eq!(out.total(), 2 + 6 + 18);
+    assert_eq!(
+        out.statuses(),
+        [
+            Some("general/2020-01-01".to_owned()),
+            Some("D1/2020-01-02".to_owned()),
+            Some("unknown-folder/2020-01-02".to_owned()),
+            None
+        ]
+    );
+}
+
+#[test]
+fn slack_rocketchat_file_vectors() {
+    // SlackImporter.spec.ts: file_share with and without a download URL, in a thread.
+    let mut missed = std::collections::BTreeSet::new();
+    let convert = |m: Value, missed: &mut std::collections::BTreeSet<String>| {
+        importops::importer::slack::convert_message(&m, "C12345", missed).unwrap()
+    };
+    let out = convert(
+        json!({"type":"message","subtype":"file_share","ts":"1234567890.000001","user":"U12345",
+               "file":{"id":"F12345","name":"test.png","url_private_download":"https://files.slack.com/files/F12345/test.png?token=xoxe-123","size":1024,"is_external":false}}),
+        &mut missed,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["_id"], "slack-C12345-1234567890-000001-fileshare");
+    assert_eq!(out[0]["_hidden"], true);
+    assert_eq!(out[0]["msg"], "");
+    assert_eq!(
+        out[0]["_importFile"]["downloadUrl"],
+        "https://files.slack.com/files/F12345/test.png?token=xoxe-123"
+    );
+    let out = convert(
+        json!({"type":"message","subtype":"file_share","ts":"1234567890.000001","user":"U12345","file":{"id":"F12345","name":"test.png","size":1024}}),
+        &mut missed,
+    );
+    assert!(out.is_empty());
+    let out = convert(
+        json!({"type":"message","subtype":"file_share","ts":"1234567890.000002","thread_ts":"1234567890.000001","user":"U12345",
+               "file":{"id":"F12345","name":"test.png","url_private_download":"https://files.slack.com/files/F12345/test.png","size":1024}}),
+        &mut missed,
+    );
+    assert_eq!(out[0]["tmid"], "slack-C12345-1234567890-000001");
+    let out = convert(
+        json!({"type":"message","ts":"1234567890.000001","user":"U12345","text":"Multiple files",
+               "files":[{"id":"F1","name":"file1.png","url_private_download":"https://files.slack.com/F1","size":100},
+                        {"id":"F2","name":"file2.png","url_private_download":"https://files.slack.com/F2","size":200}]}),
+        &mut missed,
+    );
+    let ids: Vec<&str> = out.iter().map(|m| m["_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "slack-C12345-1234567890-000001-file1",
+            "slack-C12345-1234567890-000001-file2",
+            "slack-C12345-1234567890-000001"
+        ]
+    );
+    let pending = &out[0]["_importFile"];
+    assert_eq!(pending["source"], "slack");
+    assert_eq!(
+        pending["original"]["url_private_download"],
+        "https://files.slack.com/F1"
+    );
+    assert!(missed.is_empty());
+    convert(
+        json!({"type":"message","subtype":"huddle_thread","ts":"1.2"}),
+        &mut missed,
+    );
+    assert_eq!(missed.into_iter().collect::<Vec<_>>(), ["huddle_thread"]);
+}
+
+#[test]
+fn slack_invalid_json_is_skipped_with_a_warning() {
+    let out = run_slack(&[
+        ("users.json", "[{\"id\":\"U1\",\"name\":\"a\",\"profile\":{}}"),
+        ("channels.json", "{\"not\":\"an array\"}"),
+        ("groups.json", r#"[{"id":"G1","name":"g","creator":"U1","members":[]}]"#),
+        ("g/2020-01-01.json", "[{\"type\":\"message\",\"ts\":\"1.0\",\"text\":\"x\"}, oops]"),
+        ("g/2020-01-02.json", "[{\"type\":\"message\",\"ts\":\"2.0\",\"text\":\"y\"}]"),
+        // A message whose ts is not a string stops the rest of its file (a TypeError there).
+        ("g/2020-01-03.json", "[{\"type\":\"message\",\"ts\":\"3.0\",\"text\":\"z\"},{\"type\":\"message\",\"ts\":3},{\"type\":\"message\",\"ts\":\"4.0\",\"text\":\"never\"}]"),
+    ])
+    .unwrap();
+    // users.json and channels.json skipped (their steps were sent before parsing).
+    assert!(out.records(DataType::User).is_empty());
+    assert_eq!(out.last(|c| c.users), None);
+    assert_eq!(out.records(DataType::Channel).len(), 1);
+    let texts: Vec<&str> = out
+        .records(DataType::Message)
+        .iter()
+        .map(|m| m["msg"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["y", "z"]);
+    // The broken file is not counted; the stopped one counts all its elements.
+    assert_eq!(out.last(|c| c.messages), Some(4));
+    assert_eq!(
+        out.statuses(),
+        [
+            Some("g/2020-01-02".to_owned()),
+            Some("g/2020-01-03".to_owned()),
+            None
+        ]
+    );
+}
+
+#[test]
+fn slack_bad_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("export.zip");
+    std::fs::write(&plain, "[]").unwrap();
+    let err = importops::importer::slack::prepare(&plain, &limits(), &mut Collect::default())
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "Invalid or unsupported zip format. No END header found"
+    );
+
+    // An empty archive is not a failure for the Slack importer.
+    let out = run_slack(&[]).unwrap();
+    assert_eq!(out.steps(), Vec::<&str>::new());
+    assert_eq!(out.last(|c| c.messages), Some(0));
+
+    let archive = zip_of(&[("users.json", b"[]"), ("../../etc/x.json", b"[]")]);
+    let err =
+        importops::importer::slack::prepare(archive.path(), &limits(), &mut Collect::default())
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("leaves the archive"), "{err}");
+
+    let archive = zip_of(&[(
+        "users.json",
+        b"[{\"id\":\"U1\",\"name\":\"caf\xe9\",\"profile\":{}}]",
+    )]);
+    let err =
+        importops::importer::slack::prepare(archive.path(), &limits(), &mut Collect::default())
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("users.json is not UTF-8"), "{err}");
+
+    let mut big = String::from("[");
+    for i in 0..40_000 {
+        if i > 0 {
+            big.push(',');
+        }
+        big.push_str(r#"{"type":"message","ts":"1.0","user":"U1","text":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#);
+    }
+    big.push(']');
+    let bomb = zip_of(&[
+        (
+            "groups.json",
+            br#"[{"id":"G1","name":"g","creator":"U1","members":[]}]"#,
+        ),
+        ("g/2020-01-01.json", big.as_bytes()),
+    ]);
+    assert!(std::fs::metadata(bomb.path()).unwrap().len() < 64 * 1024);
+    let err = importops::importer::slack::prepare(
+        bomb.path(),
+        &Limits { max_bytes: 1 << 20 },
+        &mut Collect::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("more than 1048576 bytes"), "{err}");
+}
+
+#[test]
+fn slack_generated_archive_matches_its_independent_counts() {
+    let generated = archives::slack_archive(3, 50, 5, 12_345);
+    let mut sink = Collect::default();
+    importops::importer::slack::prepare(generated.archive.path(), &limits(), &mut sink).unwrap();
+    let e = &generated.expected;
+    assert_eq!(sink.total(), e.total);
+    assert_eq!(sink.last(|c| c.users), Some(e.users));
+    assert_eq!(sink.last(|c| c.channels), Some(e.channels));
+    assert_eq!(sink.last(|c| c.messages), Some(e.messages));
+    let staged = sink.records(DataType::Message);
+    assert_eq!(staged.len() as u64, e.staged_messages);
+    assert_eq!(
+        staged
+            .iter()
+            .filter(|m| m.get("_importFile").is_some())
+            .count() as u64,
+        e.files
+    );
+    let user_ids: Vec<&str> = sink
+        .records(DataType::User)
+        .iter()
+        .map(|u| u["importIds"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(user_ids, e.user_ids);
+    let names: Vec<&str> = sink
+        .records(DataType::Channel)
+        .iter()
+        .filter(|c| c["t"] != "d")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, e.channel_names);
+}
+
+#[test]
+fn slack_generation_of_200_000_messages_is_fast() {
+    let started = std::time::Instant::now();
+    let generated = archives::slack_archive(11, 200, 20, 200_000);
+    let took = started.elapsed();
+    assert_eq!(generated.expected.messages, 200_000);
+    assert!(took.as_secs() < 20, "{took:?}");
+}
+
+// ---- Slack users ----
+
+fn slack_users_file(text: &[u8]) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text).unwrap();
+    f
+}
+
+#[test]
+fn slack_users_rocketchat_fixture() {
+    // Rocket.Chat's e2e fixture slack_export_users.csv.
+    let f = slack_users_file(
+        b"username,email,status,billing-active,has-2fa,has-sso,userid,fullname,displayname,expiration-timestamp\n\
+user4.test,user4@email.com.br,Primary Owner,0,0,0,U03TVFGMHUY,user4.test,,\n\
+user5.test,user5@email.com.br,Primary Owner,0,0,0,U0G9QF9C6,user5.test,,\n\
+user6.test,user6@email.com.br,Primary Owner,0,0,0,U03TVFGMH,user6.test,,\n",
+    );
+    let mut sink = Collect::default();
+    importops::importer::slack_users::prepare(f.path(), &limits(), &mut sink).unwrap();
+    assert_eq!(
+        sink.steps(),
+        ["importer_preparing_users", "importer_user_selection"]
+    );
+    let users = sink.records(DataType::User);
+    assert_eq!(users.len(), 3);
+    assert_eq!(
+        users[0],
+        &json!({"emails":["user4@email.com.br"],"importIds":["user4@email.com.br"],"username":"user4.test","name":"user4.test","type":"user"})
+    );
+    assert_eq!(sink.total(), 3);
+    assert_eq!(sink.last(|c| c.users), Some(3));
+}
+
+#[test]
+fn slack_users_statuses_names_and_skips() {
+    let f = slack_users_file(
+        b"username,email,status,billing-active,has-2fa,has-sso,userid,fullname,displayname,expiration-timestamp\n\
+a,a@x.com,Admin,1,0,0,U1,Full A,Disp A,\n\
+b,b@x.com,Bot,1,0,0,U2,,Disp B,\n\
+c,c@x.com,Deactivated,1,0,0,U3,,,\n\
+d,,Member,1,0,0,U4,,,\n",
+    );
+    let mut sink = Collect::default();
+    importops::importer::slack_users::prepare(f.path(), &limits(), &mut sink).unwrap();
+    let users = sink.records(DataType::User);
+    assert_eq!(users.len(), 3, "the row without an e-mail is skipped");
+    assert_eq!(users[0]["roles"], json!(["admin"]));
+    assert_eq!(users[0]["name"], "Full A");
+    assert_eq!(users[1]["roles"], json!(["bot"]));
+    assert_eq!(users[1]["type"], "bot");
+    assert_eq!(users[1]["name"], "Disp B");
+    assert_eq!(users[2]["deleted"], true);
+    assert_eq!(users[2]["name"], "c");
+    assert_eq!(sink.last(|c| c.users), Some(3));
+
+    let (file, expected) = archives::slack_users_csv(40);
+    let mut sink = Collect::default();
+    importops::importer::slack_users::prepare(file.path(), &limits(), &mut sink).unwrap();
+    let ids: Vec<&str> = sink
+        .records(DataType::User)
+        .iter()
+        .map(|u| u["importIds"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected.user_ids);
+    assert_eq!(sink.total(), expected.total);
+}
+
+#[test]
+fn slack_users_bad_files() {
+    // Only the header: nothing to import.
+    let f = slack_users_file(b"username,email,status\n");
+    let mut sink = Collect::default();
+    importops::importer::slack_users::prepare(f.path(), &limits(), &mut sink).unwrap();
+    assert_eq!(
+        sink.steps(),
+        ["importer_preparing_users", "importer_import_failed"]
+    );
+    assert_eq!(sink.total(), 0);
+
+    let f = slack_users_file(b"username,email,status\na,a@x.com\n");
+    let mut sink = Collect::default();
+    let err = importops::importer::slack_users::prepare(f.path(), &limits(), &mut sink)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "Invalid Record Length: expect 3, got 2 on line 2"
+    );
+    assert!(sink.records(DataType::User).is_empty());
+
+    let f = slack_users_file(b"username,email,status\nz\xfc,a@x.com,Member\n");
+    let err =
+        importops::importer::slack_users::prepare(f.path(), &limits(), &mut Collect::default())
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("is not UTF-8 text"), "{err}");
+
+    let f = slack_users_file(b"username,email,status\na,a@x.com,Member\n");
+    let err = importops::importer::slack_users::prepare(
+        f.path(),
+        &Limits { max_bytes: 10 },
+        &mut Collect::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("more than 10 bytes"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! group of subcommands has its own module. Errors end as one sentence on stderr and exit 1.
 
 mod import;
+mod import_run;
 mod ops;
 mod output;
 mod permissions;
@@ -63,6 +64,9 @@ enum Command {
     /// Load a Rocket.Chat export made with mongoexport (users.json, rocketchat_permissions.json,
     /// rocketchat_import.json in DIR): all or nothing, and safe to run again
     ImportRocketchat(import::ImportArgs),
+    /// Run Rocket.Chat's import workflow on an archive without the server
+    #[command(subcommand)]
+    Import(import_run::ImportCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Token(cmd) => tokens::run(&open(&url).await?, cmd).await,
         Command::Ops(cmd) => ops::run(&open(&url).await?, cmd).await,
         Command::ImportRocketchat(args) => import::run(&url, args).await,
+        Command::Import(cmd) => import_run::run(&url, cmd).await,
     }
 }
 

@@ -83,3 +83,39 @@ impl Progress for Bars {
         ));
     }
 }
+
+/// One bar for an import of the workflow (`import run`): the operation's step, and its
+/// records completed against the total. Nothing when stderr is not a terminal.
+pub struct StepBar(Option<ProgressBar>);
+
+impl StepBar {
+    pub fn on_stderr() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        StepBar(terminal.then(|| {
+            let style = ProgressStyle::with_template(
+                "{prefix:>28} [{bar:30.cyan/blue}] {pos}/{len} records {elapsed}, {eta} left",
+            )
+            .expect("a valid template")
+            .progress_chars("=> ");
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+                .with_style(style);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        }))
+    }
+
+    /// Shows the step and the counts.
+    pub fn show(&self, step: &str, completed: u64, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_prefix(step.trim_start_matches("importer_").replace('_', " "));
+            bar.set_length(total.max(completed));
+            bar.set_position(completed);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.abandon();
+        }
+    }
+}

@@ -414,7 +414,7 @@ import_route!(Run, (), ());
     request_body(content = UploadImportFileRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`invalid-params` (a property \
+        (status = 400, body = api::ImportBadRequest, description = "`invalid-params` (a property \
             missing, of the wrong type, or unknown), `error-importer-not-defined` (an unknown \
             `importerKey`), or the file larger than `--import-max-bytes`"),
         (status = 403, response = api::PermissionDenied),
@@ -455,7 +455,7 @@ pub async fn upload(
     request_body(content = DownloadPublicImportFileRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Downloading (or copied)", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`invalid-params`, \
+        (status = 400, body = api::ImportBadRequest, description = "`invalid-params`, \
             `error-importer-not-defined`, `error-import-file-missing` (a path that does not \
             exist under the import folder), `error-ssrf-validation-failed` and other download \
             failures (the operation is then `importer_import_failed`)"),
@@ -490,7 +490,7 @@ pub async fn download(
     security(("userId" = [], "authToken" = [])),
     responses(
         (status = 200, description = "The selection, or `{waiting: true}`", body = ImportFileData),
-        (status = 400, body = api::BadRequest, description = "`error-operation-not-found`, \
+        (status = 400, body = api::ImportBadRequest, description = "`error-operation-not-found`, \
             `error-importer-not-defined`, `error-import-operation-invalid`, the importer's \
             error for a file it cannot read, or a query parameter (`error-invalid-params`)"),
         (status = 403, response = api::PermissionDenied),
@@ -522,7 +522,7 @@ pub async fn file_data(
     request_body(content = StartImportRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Started", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`invalid-params` (the first \
+        (status = 400, body = api::ImportBadRequest, description = "`invalid-params` (the first \
             schema error), `error-operation-not-found`, `error-importer-not-defined`"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
@@ -553,7 +553,7 @@ pub async fn start(
     responses(
         (status = 200, description = "How many files", body = PendingCount,
             example = json!({"count": 0, "success": true})),
-        (status = 400, body = api::BadRequest, description = "A body other than `{}`: \
+        (status = 400, body = api::ImportBadRequest, description = "A body other than `{}`: \
             `invalid-params`"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
@@ -583,7 +583,7 @@ pub async fn pending_files(
     responses(
         (status = 200, description = "How many avatars", body = PendingCount,
             example = json!({"count": 0, "success": true})),
-        (status = 400, body = api::BadRequest, description = "A body other than `{}`: \
+        (status = 400, body = api::ImportBadRequest, description = "A body other than `{}`: \
             `invalid-params`"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),
@@ -613,7 +613,7 @@ pub async fn pending_avatars(
     request_body(content = AddUsersRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Staged", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`invalid-params` (the first \
+        (status = 400, body = api::ImportBadRequest, description = "`invalid-params` (the first \
             schema error), `Import operation not initialized.`, `The current import operation \
             can not receive new data.`, `The current import operation is already finished.`, \
             `Users are missing required data.`, `One or more of the users have been assigned \
@@ -645,7 +645,7 @@ pub async fn add_users(
     security(("userId" = [], "authToken" = [])),
     responses(
         (status = 200, description = "Started", body = api::Success),
-        (status = 400, body = api::BadRequest, description = "`error-operation-not-found`, \
+        (status = 400, body = api::ImportBadRequest, description = "`error-operation-not-found`, \
             `error-invalid-operation-status`, `error-importer-not-defined`"),
         (status = 403, response = api::PermissionDenied),
         (status = 429, response = api::RateLimited),

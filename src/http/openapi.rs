@@ -107,6 +107,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             Health,
             Unready,
             BadRequest,
+            ImportBadRequest,
             SessionRequired,
             SessionRequiredDocumented,
             SessionRequiredRocketChat,
@@ -1299,6 +1300,39 @@ schema!(
             .schema_type(SchemaType::AnyValue)
             .description(Some("The Meteor error's details, when it has some")),
     )
+);
+
+schema!(
+    /// A 400 of the import workflow: a Meteor error (with `errorType` and `details`), a plain
+    /// error (`error` alone), or the body validator's `invalid-params`.
+    ImportBadRequest = object()
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .property("success", constant(false))
+        .required("success")
+        .property(
+            "error",
+            string().description(Some(
+                "A Meteor error's message ending in `[errorType]`, a plain error's message \
+                 (`error-ssrf-validation-failed`, `Import operation not initialized.`, a \
+                 parser's error), or the validator's words",
+            )),
+        )
+        .required("error")
+        .property(
+            "errorType",
+            string()
+                .description(Some(
+                    "The Meteor error's code, or `invalid-params` for the body; absent for a \
+                     plain error",
+                ))
+                .examples([json!("error-operation-not-found")]),
+        )
+        .property(
+            "details",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .description(Some("The Meteor error's details: the method's name")),
+        )
 );
 
 schema!(

@@ -104,6 +104,7 @@ impl Archive {
         };
         let mut reader = EntryReader {
             name: &entry.name,
+            in_zip: true,
             inner: file,
             pos: 0,
             index: entry.index,
@@ -116,6 +117,41 @@ impl Archive {
             Some(fault) => Err(ImportError::plain(fault)),
             None => Ok(out),
         }
+    }
+}
+
+/// Reads the file at `path` (not an archive) as [`Archive::read_entry`] reads an entry of
+/// text: bounded by `max_bytes`, and stopped by bytes that are not UTF-8.
+pub fn read_text_file<T>(
+    path: &Path,
+    limits: &Limits,
+    f: impl FnOnce(&mut dyn Read) -> T,
+) -> Result<T, ImportError> {
+    let file = File::open(path)
+        .map_err(|e| ImportError::plain(format!("The import file cannot be read: {e}")))?;
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut budget = Budget {
+        read: vec![0],
+        total: 0,
+        max: limits.max_bytes,
+        fault: None,
+    };
+    let mut reader = EntryReader {
+        name: &name,
+        in_zip: false,
+        inner: BufReader::new(file),
+        pos: 0,
+        index: 0,
+        budget: &mut budget,
+        utf8: Some(Utf8Check::default()),
+    };
+    let out = f(&mut reader);
+    drop(reader);
+    match budget.fault.take() {
+        Some(fault) => Err(ImportError::plain(fault)),
+        None => Ok(out),
     }
 }
 
@@ -179,6 +215,8 @@ fn check_name(name: &str) -> Result<(), ImportError> {
 
 struct EntryReader<'a, R: Read> {
     name: &'a str,
+    /// An entry of a zip archive, or a file of its own.
+    in_zip: bool,
     inner: R,
     /// Bytes read from this entry in this read.
     pos: u64,
@@ -221,10 +259,17 @@ impl<R: Read> Read for EntryReader<'_, R> {
             self.budget.total += self.pos - *seen;
             *seen = self.pos;
             if self.budget.total > self.budget.max {
-                let message = format!(
-                    "The archive holds more than {} bytes once uncompressed (the import limit): refused at {}",
-                    self.budget.max, self.name
-                );
+                let message = if self.in_zip {
+                    format!(
+                        "The archive holds more than {} bytes once uncompressed (the import limit): refused at {}",
+                        self.budget.max, self.name
+                    )
+                } else {
+                    format!(
+                        "The file {} holds more than {} bytes (the import limit): refused",
+                        self.name, self.budget.max
+                    )
+                };
                 return Err(self.fault(message));
             }
         }

@@ -22,6 +22,7 @@ pub const PREPARING_USERS: &str = "importer_preparing_users";
 pub const PREPARING_CONTACTS: &str = "importer_preparing_contacts";
 pub const PREPARING_MESSAGES: &str = "importer_preparing_messages";
 pub const IMPORT_FAILED: &str = "importer_import_failed";
+pub const USER_SELECTION: &str = "importer_user_selection";
 
 /// One parsed row: its fields and the line it ends on (csv-parse's line count).
 pub struct Row<'a> {
@@ -341,20 +342,21 @@ fn message(rid: &str, user: &str, ts: Option<&str>, text: Option<&str>) -> Value
     Value::Object(m)
 }
 
-struct Prep<'s> {
-    sink: &'s mut dyn Sink,
-    step: Option<&'static str>,
+/// A sink and the last step sent to it (Rocket.Chat's `progress.step`).
+pub(crate) struct Prep<'s> {
+    pub(crate) sink: &'s mut dyn Sink,
+    pub(crate) step: Option<&'static str>,
 }
 
 impl Prep<'_> {
-    fn step(&mut self, step: &'static str) -> Result<(), ImportError> {
+    pub(crate) fn step(&mut self, step: &'static str) -> Result<(), ImportError> {
         self.step = Some(step);
         self.sink.send(Prepared::Step(step))
     }
-    fn counts(&mut self, counts: Counts) -> Result<(), ImportError> {
+    pub(crate) fn counts(&mut self, counts: Counts) -> Result<(), ImportError> {
         self.sink.send(Prepared::Counts(counts))
     }
-    fn record(&mut self, kind: DataType, value: Value) -> Result<(), ImportError> {
+    pub(crate) fn record(&mut self, kind: DataType, value: Value) -> Result<(), ImportError> {
         self.sink.send(Prepared::Record(kind, value))
     }
 }

@@ -6,15 +6,16 @@
 //! `IImportChannel`, `IImportMessage` and `IImportContact`. The workflow behind the sink writes
 //! them to the staging tables in batches; an importer never holds an archive's content in memory.
 
-pub mod fetch;
-pub mod files;
-
 use std::path::Path;
 
 pub mod archive;
 pub mod csv;
+pub mod fetch;
+pub mod files;
 pub mod import_users;
 pub mod js;
+pub mod slack;
+pub mod slack_users;
 pub mod workflow;
 
 /// An error of the import workflow, in the two shapes Rocket.Chat's routes and methods answer.

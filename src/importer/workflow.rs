@@ -65,7 +65,11 @@ pub fn prepare_fn(key: &str) -> Option<PrepareFn> {
 }
 
 /// The parsers of the importers that read a file (`csv`, `slack`, `slack-users`).
-static PREPARERS: &[(&str, PrepareFn)] = &[("csv", super::csv::prepare)];
+static PREPARERS: &[(&str, PrepareFn)] = &[
+    ("csv", super::csv::prepare),
+    ("slack", super::slack::prepare),
+    ("slack-users", super::slack_users::prepare),
+];
 
 /// What the workflow needs from a server, so that the command line can run it without one.
 #[derive(Clone)]
@@ -434,6 +438,49 @@ pub async fn download_with(
         }
     });
     Ok(())
+}
+
+/// A file on this machine copied into the import folder as a new operation of the importer,
+/// left at `importer_file_loaded` (the command line's `import run`).
+pub async fn load_local_file(
+    cx: &Context,
+    user_id: &str,
+    path: &std::path::Path,
+    importer_key: &str,
+) -> Result<String, ImportError> {
+    let importer = importer_by_key(importer_key)
+        .filter(|_| prepare_fn(importer_key).is_some())
+        .ok_or_else(|| not_defined(importer_key, "uploadImportFile"))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = files::checked_stored_name(now_ms(), user_id, &file_name, "uploadImportFile")?;
+    let op = new_operation(&cx.store, user_id, importer).await?;
+    let stored = name.clone();
+    update(&cx.store, &op.id, &|fields| {
+        fields.insert("status".into(), "importer_uploading".into());
+        fields.insert("file".into(), Value::String(stored.clone()));
+    })
+    .await?;
+    let (source, dest, max) = (
+        path.to_owned(),
+        cx.import.file_dir.join(&name),
+        cx.import.max_bytes,
+    );
+    let folder = cx.import.file_dir.clone();
+    let copied = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&folder).map_err(files::write_failed)?;
+        files::copy_bounded(&source, &dest, max)
+    })
+    .await
+    .unwrap_or_else(|_| Err(ImportError::plain("The copy stopped unexpectedly.")));
+    if let Err(e) = copied {
+        set_status(&cx.store, &op.id, "importer_import_failed").await?;
+        return Err(e);
+    }
+    set_status(&cx.store, &op.id, "importer_file_loaded").await?;
+    Ok(op.id)
 }
 
 /// `getImportFileData`: `{waiting: true}` while a file is downloaded or prepared; otherwise
