@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::AppState;
 use super::body::{Fields, FromJson, JsonBody};
@@ -17,7 +17,6 @@ use super::guard::{Guarded, route};
 use super::openapi::{self as api, True};
 use super::params::NoQuery;
 use crate::access::Caller;
-use crate::domain::ids::new_object_id;
 use crate::domain::operation::{
     IMPORTERS, Operation, STATUSES, import_state, importer_by_key, revise,
 };
@@ -127,13 +126,6 @@ pub async fn status(
     }))
 }
 
-/// The changes that invalidate an operation.
-fn invalidate(doc: &str, now: i64) -> Result<Operation, String> {
-    let mut changes = Map::new();
-    changes.insert("valid".into(), Value::Bool(false));
-    revise(doc, changes, now).map_err(|e| e.0)
-}
-
 route!(
     /// The checks of `import.new`.
     New {
@@ -166,20 +158,10 @@ pub async fn new(
     State(state): State<AppState>,
     Guarded { caller, .. }: Guarded<New>,
 ) -> Result<Json<api::OperationResponse>, ApiError> {
-    let invalidated_at = now_ms();
-    // The new operation is strictly newer than those it replaces, so it is listed first.
-    let now = invalidated_at + 1;
-    let date =
-        format_iso_ms(now).ok_or_else(|| ApiError::Internal("the clock is out of range".into()))?;
-    let document = json!({
-        "_id": new_object_id(), "type": "api", "importerKey": "api", "ts": date,
-        "status": "importer_new", "valid": true, "user": caller.user_id, "_updatedAt": date,
-    });
-    let op = Operation::from_document(document, now).map_err(|e| ApiError::Internal(e.0))?;
-    state
-        .store
-        .invalidate_operations(&|doc| invalidate(doc, invalidated_at), Some(&op))
-        .await?;
+    // Rocket.Chat's `newOperation` with the type `api` (docs/compatibility.md section 11).
+    let op =
+        crate::importer::workflow::new_operation_typed(&state.store, &caller.user_id, "api", "api")
+            .await?;
     let operation: Value =
         serde_json::from_str(&op.doc).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(api::OperationResponse {
@@ -222,7 +204,7 @@ pub async fn clear(
     let now = now_ms();
     state
         .store
-        .invalidate_operations(&|doc| invalidate(doc, now), None)
+        .invalidate_operations(&|doc| crate::importer::workflow::invalidate(doc, now), None)
         .await?;
     Ok(Json(api::Success::default()))
 }
