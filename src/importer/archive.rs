@@ -105,7 +105,7 @@ impl Archive {
             Ok(file) => file,
             Err(e) => return Err(entry_error(&entry.name, e)),
         };
-        let mut reader = EntryReader {
+        let reader = EntryReader {
             name: &entry.name,
             in_zip: true,
             inner: file,
@@ -144,7 +144,7 @@ pub fn read_text_file<T>(
         max: limits.max_bytes,
         fault: None,
     };
-    let mut reader = EntryReader {
+    let reader = EntryReader {
         name: &name,
         in_zip: false,
         inner: BufReader::new(file),
