@@ -20,6 +20,9 @@ use super::{ImportError, Limits};
 /// Rocket.Chat's answer for a file that is not a zip archive (adm-zip's message).
 pub const NOT_A_ZIP: &str = "Invalid or unsupported zip format. No END header found";
 
+/// The buffer between an entry's decompressed bytes and the parser reading them.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// One entry of the archive, as the importers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -102,7 +105,7 @@ impl Archive {
             Ok(file) => file,
             Err(e) => return Err(entry_error(&entry.name, e)),
         };
-        let mut reader = EntryReader {
+        let reader = EntryReader {
             name: &entry.name,
             in_zip: true,
             inner: file,
@@ -111,8 +114,11 @@ impl Archive {
             budget: &mut self.budget,
             utf8: text.then(Utf8Check::default),
         };
-        let out = f(&mut reader);
-        drop(reader);
+        // Parsers that read a byte at a time (serde_json) get them from a buffer, not each
+        // through the decompressor and the checks.
+        let mut buffered = BufReader::with_capacity(READ_BUFFER, reader);
+        let out = f(&mut buffered);
+        drop(buffered);
         match self.budget.fault.take() {
             Some(fault) => Err(ImportError::plain(fault)),
             None => Ok(out),
@@ -138,7 +144,7 @@ pub fn read_text_file<T>(
         max: limits.max_bytes,
         fault: None,
     };
-    let mut reader = EntryReader {
+    let reader = EntryReader {
         name: &name,
         in_zip: false,
         inner: BufReader::new(file),
@@ -147,8 +153,9 @@ pub fn read_text_file<T>(
         budget: &mut budget,
         utf8: Some(Utf8Check::default()),
     };
-    let out = f(&mut reader);
-    drop(reader);
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, reader);
+    let out = f(&mut buffered);
+    drop(buffered);
     match budget.fault.take() {
         Some(fault) => Err(ImportError::plain(fault)),
         None => Ok(out),
