@@ -480,6 +480,7 @@ fn csv_generated_archive_matches_its_independent_counts() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, e.channel_names);
+    assert_eq!(e.selection_channels(), 13);
     assert!(
         sink.records(DataType::Channel)
             .iter()
@@ -896,6 +897,8 @@ fn slack_generated_archive_matches_its_independent_counts() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, e.channel_names);
+    // channels.json's 5, groups.json's group and the direct messages' entry.
+    assert_eq!(e.selection_channels(), 7);
 }
 
 #[test]

@@ -309,10 +309,14 @@ pub async fn upload_with(
     let written = std::fs::create_dir_all(&cx.import.file_dir)
         .map_err(files::write_failed)
         .and_then(|()| {
-            // Decoding writes as it goes: on this worker thread, without a copy of the text.
-            tokio::task::block_in_place(|| {
-                files::decode_base64_to_file(binary_content, &path, cx.import.max_bytes)
-            })
+            // Decoding writes as it goes, without a copy of the text: on this worker thread,
+            // told to the runtime where it can be (a current-thread runtime just waits).
+            let decode =
+                || files::decode_base64_to_file(binary_content, &path, cx.import.max_bytes);
+            match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(decode),
+                _ => decode(),
+            }
         });
     if let Err(e) = written {
         set_status(&cx.store, &op.id, "importer_import_failed").await?;
@@ -516,10 +520,39 @@ pub async fn file_data_with(cx: &Context) -> Result<Value, ImportError> {
             && let Some(prepare) = prepare_fn(&key)
         {
             let path = files::resolve_stored(&cx.import.file_dir, file)?;
+            // Claimed first: a request that comes meanwhile waits instead of preparing again.
+            if !claim_preparation(&cx.store, &id, status).await? {
+                return Ok(json!({"waiting": true}));
+            }
             run_prepare(cx, &id, prepare, path).await?;
         }
     }
     build_selection(&cx.store, &id, importer).await
+}
+
+/// Moves the operation from `status` to `importer_preparing_started`, unless another request
+/// changed it meanwhile (then false).
+async fn claim_preparation(store: &Store, id: &str, status: &str) -> Result<bool, ImportError> {
+    let now = now_ms();
+    let claimed = store
+        .revise_operation(id, &|doc| {
+            let doc = doc.ok_or_else(|| "the import operation was removed".to_owned())?;
+            let fields: Map<String, Value> =
+                serde_json::from_str(doc).map_err(|e| format!("a stored operation: {e}"))?;
+            if text(&fields, "status") != status {
+                return Err(String::new());
+            }
+            let mut changes = Map::new();
+            changes.insert("status".into(), "importer_preparing_started".into());
+            revise(doc, changes, now).map_err(|e| e.0)
+        })
+        .await;
+    match claimed {
+        Ok(_) => Ok(true),
+        Err(StreamError::Input(message)) if message.is_empty() => Ok(false),
+        Err(StreamError::Input(message)) => Err(ImportError::plain(message)),
+        Err(StreamError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The sink of an importer's thread: each item over the bounded channel to the writer.

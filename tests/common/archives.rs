@@ -137,6 +137,14 @@ pub struct Expected {
     pub files: u64,
 }
 
+impl Expected {
+    /// The length of `getImportFileData`'s `channels`: every channel that is not a direct
+    /// message, and one `__directMessages__` entry when there are direct messages.
+    pub fn selection_channels(&self) -> u64 {
+        self.channel_names.len() as u64 + u64::from(self.has_direct_messages)
+    }
+}
+
 /// A generated archive and what importing it must show.
 pub struct Generated {
     pub archive: TempArchive,
