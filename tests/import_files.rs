@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{Login, TestApp, TestDb};
 use importops::config::Settings;
-use importops::importer::fetch::{Allowlist, download};
+use importops::importer::fetch::{Allowlist, download, download_with};
 use importops::importer::files;
 use serde_json::json;
 
@@ -183,6 +183,41 @@ async fn an_allowlisted_download_is_written_whole() {
         std::fs::read_to_string(s.dest()).unwrap(),
         s.public.to_string()
     );
+}
+
+/// A domain is resolved once, by the check, and the connection goes to that answer: the name
+/// here exists in no DNS, so only the pinned address can reach the server, and the `Host`
+/// header is still the URL's.
+#[tokio::test]
+async fn a_domain_is_connected_to_at_the_address_checked() {
+    let s = setup().await;
+    let port = s.public.port();
+    let allow = Allowlist::parse(&format!("files.import-test.example:{port}"));
+    let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = lookups.clone();
+    let lookup = move |host: String, _port: u16| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(host, "files.import-test.example");
+            Ok("127.0.0.1".parse().unwrap())
+        }
+    };
+    let url = format!("http://files.import-test.example:{port}/host");
+    let dl = download_with(&url, &allow, &s.dest(), 100, T, lookup.clone())
+        .await
+        .unwrap();
+    dl.finish().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(s.dest()).unwrap(),
+        format!("files.import-test.example:{port}")
+    );
+    assert_eq!(lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Not allowlisted, the same answer (a loopback address) is refused.
+    let e = download_with(&url, &Allowlist::parse(""), &s.dest(), 100, T, lookup)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "error-ssrf-validation-failed");
 }
 
 #[tokio::test]
