@@ -3,7 +3,7 @@
 //! server (the `import.operations.events` streams and the DDP `stream-importers`
 //! subscriptions).
 //!
-//! One task tails the operations' change sequence (migration 0020: each row written takes a
+//! One task tails the operations' change sequence (migration 0050: each row written takes a
 //! number greater than all committed before it). It wakes when this process writes operations
 //! (every write goes through `in_write!`, which signals `Store::operation_changes`) and when the
 //! change watcher reports another process's write to them, and at least every

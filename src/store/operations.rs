@@ -230,7 +230,7 @@ impl Store {
         }))
     }
 
-    /// The operations changed after the change number `after` (migration 0020), in the order
+    /// The operations changed after the change number `after` (migration 0050), in the order
     /// of their numbers, at most `limit`: each in its latest state, with its number.
     pub async fn operation_changes_since(
         &self,
