@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 /// The page: HTML, CSS and JavaScript in one file, with no external resources.
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 
-/// The page's inline script and style are its only code; it talks to this origin only.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+/// The page's inline script and style are its only code; it talks to this origin only (the
+/// import page's too).
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
      style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
@@ -27,6 +28,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
     responses((status = 200, description = "The page", body = String, content_type = "text/html")),
 )]
 pub async fn page() -> Response {
+    html_page(PAGE, CONTENT_SECURITY_POLICY)
+}
+
+/// A page compiled into the binary, with the headers every page of the server sends: its
+/// content security policy, no MIME sniffing, no referrer.
+pub(crate) fn html_page(page: &'static str, content_security_policy: &'static str) -> Response {
     (
         [
             (
@@ -35,7 +42,7 @@ pub async fn page() -> Response {
             ),
             (
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+                HeaderValue::from_static(content_security_policy),
             ),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -46,7 +53,7 @@ pub async fn page() -> Response {
                 HeaderValue::from_static("no-referrer"),
             ),
         ],
-        PAGE,
+        page,
     )
         .into_response()
 }

@@ -4,15 +4,11 @@
 //! dashboard, it works through the API from the browser; the server only serves the file,
 //! compiled into the binary.
 
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use super::dashboard::{CONTENT_SECURITY_POLICY, html_page};
 
 const PAGE: &str = include_str!("../../assets/import.html");
-
-/// The page's inline script and style are its only code; it talks to this origin only.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-     style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
-     form-action 'none'; frame-ancestors 'none'";
 
 /// The dashboard's import page
 ///
@@ -29,26 +25,5 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
     responses((status = 200, description = "The page", body = String, content_type = "text/html")),
 )]
 pub async fn page() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-        ],
-        PAGE,
-    )
-        .into_response()
+    html_page(PAGE, CONTENT_SECURITY_POLICY)
 }
