@@ -305,15 +305,16 @@ impl FromJson for AddUsersBody {
 #[allow(dead_code)]
 pub struct UploadImportFileRequest {
     /// The file's content in base64 (read leniently, as Node's `Buffer.from(s, 'base64')`)
+    #[schema(schema_with = api::coerced_string)]
     binary_content: String,
     /// Stored as the operation's `contentType` when not empty
-    #[schema(examples("application/zip"))]
+    #[schema(schema_with = api::coerced_string, examples("application/zip"))]
     content_type: String,
     /// The file's name; stored as `<date>_<user id>_<name>` in the import folder
-    #[schema(examples("export.zip"))]
+    #[schema(schema_with = api::coerced_string, examples("export.zip"))]
     file_name: String,
     /// `csv`, `slack`, `slack-users`, ...
-    #[schema(examples("csv"))]
+    #[schema(schema_with = api::coerced_string, examples("csv"))]
     importer_key: String,
 }
 
@@ -322,9 +323,9 @@ pub struct UploadImportFileRequest {
 #[allow(dead_code)]
 pub struct DownloadPublicImportFileRequest {
     /// An `http`/`https` URL, or a path under the server's import folder
-    #[schema(examples("https://files.example.com/export.zip"))]
+    #[schema(schema_with = api::coerced_string, examples("https://files.example.com/export.zip"))]
     file_url: String,
-    #[schema(examples("slack"))]
+    #[schema(schema_with = api::coerced_string, examples("slack"))]
     importer_key: String,
 }
 

@@ -103,6 +103,7 @@ origin not in `--api-cors-origin`. Every other answer under `/api` carries \
             UpsertOperationRequest,
             MethodCallRequest,
             MethodCallAnswer,
+            MethodCallRefused,
             Info,
             InfoDetails,
             ClientVersions,
@@ -385,6 +386,17 @@ fn ref_to(name: &str) -> RefOr<Schema> {
 
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
+}
+
+/// ajv's `string` under `coerceTypes`, as the import routes check their bodies: text, or a
+/// number, boolean or `null`, which the route takes as text (`null` as the empty string).
+pub(crate) fn coerced_string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([
+        Type::String,
+        Type::Number,
+        Type::Boolean,
+        Type::Null,
+    ]))
 }
 
 fn non_empty_string() -> ObjectBuilder {
@@ -692,6 +704,18 @@ schema!(
         .property("success", boolean())
         .required("message")
         .required("success")
+);
+
+schema!(
+    /// A 400 of `method.call` / `method.callAnon`: the method threw (its DDP `result` message),
+    /// or the body was refused before any method ran (the validator's `invalid-params`).
+    MethodCallRefused = OneOfBuilder::new()
+        .description(Some(
+            "The method threw: its DDP `result` message with `error`; or the body is not \
+             `{\"message\": string}`: the validator's `invalid-params`",
+        ))
+        .item(ref_to("MethodCallAnswer"))
+        .item(ref_to("BadRequest"))
 );
 
 schema!(

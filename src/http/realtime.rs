@@ -109,7 +109,7 @@ route!(
             example = json!({"message": "{\"msg\":\"result\",\"id\":\"1\",\"result\":[]}", "success": true})),
         (status = 400, description = "`message` is missing or not a string, another field was \
             sent (`invalid-params`), or the method threw: its DDP `result` message with `error`",
-            body = api::MethodCallAnswer),
+            body = api::MethodCallRefused),
     ),
 )]
 pub async fn method_call(
@@ -143,7 +143,7 @@ pub async fn method_call(
             body = api::MethodCallAnswer),
         (status = 400, description = "`message` is missing or not a string, another field was \
             sent (`invalid-params`), or the method threw: its DDP `result` message with `error`",
-            body = api::MethodCallAnswer),
+            body = api::MethodCallRefused),
     ),
 )]
 pub async fn method_call_anon(
