@@ -16,6 +16,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
@@ -43,7 +44,7 @@ pub struct Change {
     pub sse: Bytes,
     /// The DDP `changed` message of the `stream-importers` `progress` event, when the
     /// operation's importer is one Rocket.Chat registers.
-    pub ddp_progress: Option<Arc<str>>,
+    pub ddp_progress: Option<Utf8Bytes>,
 }
 
 impl Change {
@@ -56,7 +57,7 @@ impl Change {
                 "id": "id",
                 "fields": {"eventName": "progress", "args": [payload]},
             });
-            Arc::from(message.to_string())
+            Utf8Bytes::from(message.to_string())
         });
         // A stored document is compact JSON: it holds no line break.
         let doc_line = doc.replace(['\r', '\n'], " ");

@@ -23,6 +23,8 @@ use crate::http::AppState;
 
 /// The largest message a client may send (a file sent to `uploadImportFile` is inside one).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The read buffer each connection starts with.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Meteor's heartbeat: a ping after this long without a message from the client...
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// ...and the connection closed when nothing came for this long.
@@ -125,7 +127,6 @@ pub async fn serve(mut socket: WebSocket, state: AppState, client: IpAddr, held:
             change = feed => match change {
                 Ok(change) => {
                     let Some(frame) = &change.ddp_progress else { continue };
-                    let frame = Utf8Bytes::from(frame.as_ref());
                     let count = session
                         .subscriptions
                         .values()

@@ -44,6 +44,10 @@ pub async fn websocket(
     upgrade
         .max_message_size(session::MAX_MESSAGE_BYTES)
         .max_frame_size(session::MAX_MESSAGE_BYTES)
+        // The library's default read buffer (128 KiB, allocated up front) would make each
+        // idle subscriber cost that much; DDP messages are small and the buffer grows for
+        // the rare large one.
+        .read_buffer_size(session::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::serve(socket, state, client, held))
         .into_response()
 }
