@@ -581,6 +581,157 @@ async fn bad_archives_fail_without_a_server_error(db: TestDb) {
     assert_eq!(answer.json()["errorType"], "error-invalid-file-name");
 }
 
+/// The archive-level bad inputs through HTTP: a truncated zip, a zip bomb, entries that leave
+/// the archive, non-UTF-8 text, invalid JSON in a Slack file, a selection naming unknown ids,
+/// and an invalidated operation. Each is a 400 in Rocket.Chat's shape (or the import simply
+/// finds nothing to take), never a 5xx; nothing lands outside the import folder; every other
+/// route keeps answering.
+async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
+    let env = env_with(&db, |s| Settings {
+        import_max_bytes: 1 << 20,
+        ..s
+    })
+    .await;
+    let outside = env.dir.path().parent().unwrap().to_owned();
+    let stamp = format!("importops-escape-{}", std::process::id());
+    let good = std::fs::read(zip_of(&[("users.csv", b"alice,a@x.com,Alice\n")]).path()).unwrap();
+    let mut rows = String::new();
+    while rows.len() < 3 << 20 {
+        rows.push_str("aaaaaaaaaaaaaaaaaaaa,aaaaaaaaaaaaaaaa@example.com,aaaaaaaaaaaaaaaaaaaa\n");
+    }
+    let bomb = std::fs::read(zip_of(&[("users.csv", rows.as_bytes())]).path()).unwrap();
+    assert!(bomb.len() < 64 * 1024, "a few KB that inflate to 3 MB");
+    let up = format!("../{stamp}.csv");
+    let absolute = format!("{}/{stamp}-abs.csv", outside.display());
+    // What, the archive, what its error says, and the step it is left at (Rocket.Chat's:
+    // the step reached when the parser threw).
+    let started = "importer_preparing_started";
+    let users = "importer_preparing_users";
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "truncated",
+            good[..good.len() - 30].to_vec(),
+            "zip format",
+            started,
+        ),
+        ("bomb", bomb, "more than 1048576 bytes", users),
+        (
+            "parent",
+            std::fs::read(zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&up, b"x,1,y\n")]).path())
+                .unwrap(),
+            "refused",
+            started,
+        ),
+        (
+            "absolute",
+            std::fs::read(
+                zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&absolute, b"x,1,y\n")]).path(),
+            )
+            .unwrap(),
+            "refused",
+            started,
+        ),
+        (
+            "latin-1",
+            std::fs::read(zip_of(&[("users.csv", b"j\xfcrgen,j@x.com,J\xfcrgen\n")]).path())
+                .unwrap(),
+            "is not UTF-8 text",
+            users,
+        ),
+    ];
+    for (what, bytes, says, step) in cases {
+        let answer = env.upload(&bytes, &format!("{what}.zip"), "csv").await;
+        assert_eq!(answer.status, 200, "{what}: {}", answer.body);
+        let answer = env.get("/api/v1/getImportFileData").await;
+        assert_eq!(answer.status, 400, "{what}: {}", answer.body);
+        assert_eq!(answer.json()["success"], false, "{what}");
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(!error.contains("panicked"), "{what}: {error}");
+        // Nothing was staged, and the other routes answer meanwhile.
+        let op = env.current().await;
+        assert!(
+            matches!(op["count"]["total"].as_u64(), None | Some(0)),
+            "{what}: {op}"
+        );
+        assert_eq!(op["status"], step, "{what}");
+        let latest = env.get("/api/v1/getLatestImportOperations").await;
+        assert_eq!(latest.status, 200, "{what}");
+    }
+    assert!(!outside.join(format!("{stamp}.csv")).exists());
+    assert!(!std::path::Path::new(&absolute).exists());
+    // Only the uploaded archives are in the import folder.
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(name.ends_with(".zip"), "{name}");
+    }
+
+    // Invalid JSON in a Slack file: that file is skipped (as Rocket.Chat's parser does), the
+    // rest prepared.
+    let slack = zip_of(&[
+        (
+            "users.json",
+            br#"[{"id":"U1","name":"ann","profile":{"email":"ann@x.com"}}]"#,
+        ),
+        ("channels.json", b"[{\"id\":\"C1\", oops"),
+    ]);
+    let bytes = std::fs::read(slack.path()).unwrap();
+    assert_eq!(env.upload(&bytes, "slack.zip", "slack").await.status, 200);
+    let data = env.get("/api/v1/getImportFileData").await;
+    assert_eq!(data.status, 200, "{}", data.body);
+    assert_eq!(data.json()["users"].as_array().unwrap().len(), 1);
+    assert_eq!(data.json()["channels"], json!([]));
+
+    // A selection naming ids that were never staged imports none of them: the messages fail
+    // for want of their room and author, and the import still ends.
+    let generated = csv_archive(11, 5, 2, 40, 0);
+    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    assert_eq!(env.upload(&bytes, "export.zip", "csv").await.status, 200);
+    assert_eq!(env.get("/api/v1/getImportFileData").await.status, 200);
+    let users_before = env.app.store.list_users().await.unwrap().len();
+    let answer = env
+        .post(
+            "/api/v1/startImport",
+            json!({"input": {"users": {"all": false, "list": ["nobody"]},
+                "channels": {"all": false, "list": ["no-such-channel"]}}}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let progress = env
+        .wait_for(&["importer_done", "importer_import_failed"])
+        .await;
+    assert_eq!(progress["step"], "importer_done", "{progress}");
+    assert_eq!(
+        env.app.store.list_users().await.unwrap().len(),
+        users_before
+    );
+    assert_eq!(
+        progress["count"]["error"].as_u64(),
+        Some(generated.expected.staged_messages),
+        "{progress}"
+    );
+
+    // An operation invalidated while it waits (a bad users.csv leaves it preparing users, then
+    // import.clear): getImportFileData says so.
+    let archive = zip_of(&[("users.csv", b"a,a@example.com,A\nb,b@example.com\n")]);
+    let bytes = std::fs::read(archive.path()).unwrap();
+    assert_eq!(env.upload(&bytes, "bad.zip", "csv").await.status, 200);
+    assert_eq!(env.get("/api/v1/getImportFileData").await.status, 400);
+    assert_eq!(env.current().await["status"], "importer_preparing_users");
+    assert_eq!(
+        env.post("/api/v1/import.clear", json!({})).await.status,
+        200
+    );
+    assert_error(
+        &env.get("/api/v1/getImportFileData").await,
+        json!({"success": false, "error": "Invalid Import Operation [error-import-operation-invalid]",
+            "errorType": "error-import-operation-invalid", "details": "getImportFileData"}),
+    );
+}
+
 /// `import.new`, `import.addUsers`, `import.run`: users inserted, with their roles.
 async fn the_api_importer_adds_and_runs_users(db: TestDb) {
     let env = env(&db).await;
@@ -1125,6 +1276,7 @@ on_both_backends!(
     existing_users_are_matched_by_email_then_username,
     the_workflow_routes_answer_rocketchats_errors,
     bad_archives_fail_without_a_server_error,
+    bad_archives_through_http_are_clear_errors,
     the_api_importer_adds_and_runs_users,
     rocketchats_end_to_end_assertions_hold,
     pending_avatars_are_counted_and_handled,
