@@ -33,6 +33,7 @@ on_both_backends!(
     ddp_handshake_heartbeat_and_protocol_errors,
     ddp_login_by_resume_token_and_password_digest,
     ddp_import_methods_answer_as_rocketchat,
+    ddp_methods_run_an_import_whose_progress_reaches_subscribers,
     ddp_stream_importers_subscription,
     ddp_limits_rate_and_closes_a_revoked_session,
     method_call_over_rest,
@@ -488,6 +489,14 @@ async fn events_end_when_the_token_is_revoked_or_the_permission_removed(db: Test
     let started = Instant::now();
     assert!(events.ended_within(REVOKED + SLACK).await, "ended");
     assert!(started.elapsed() < REVOKED + SLACK);
+    // A token revoked by another process (the command line): the change watcher tells.
+    let third = live.app.another_token(&admin).await;
+    let mut events = live.events(&third, None).await;
+    assert_eq!(events.block(PATIENCE).await.unwrap(), ": connected");
+    importops(&db, &["token", "revoke", "admin", "--token", &third.token]);
+    let started = Instant::now();
+    assert!(events.ended_within(REVOKED + SLACK).await, "ended");
+    assert!(started.elapsed() < REVOKED + SLACK);
     // The admin's stream goes on meanwhile.
     let mut kept = live.events(&admin, None).await;
     assert_eq!(kept.block(PATIENCE).await.unwrap(), ": connected");
@@ -793,6 +802,92 @@ async fn ddp_import_methods_answer_as_rocketchat(db: TestDb) {
         .unwrap();
     rest.as_object_mut().unwrap().shift_remove("success");
     assert_eq!(progress["result"], rest);
+}
+
+/// A whole import driven by the DDP methods (upload, the selection, start), its progress seen
+/// by a `stream-importers` subscriber and by an event stream as the workflow writes it.
+async fn ddp_methods_run_an_import_whose_progress_reaches_subscribers(db: TestDb) {
+    use base64::Engine as _;
+    let live = Live::start(&db).await;
+    let admin = live.app.admin().await;
+    let mut watcher = live.connected().await;
+    watcher
+        .send(json!({"msg": "sub", "id": "p", "name": "stream-importers",
+            "params": ["progress", {"useCollection": false, "args": []}]}))
+        .await;
+    assert_eq!(watcher.recv().await, json!({"msg": "ready", "subs": ["p"]}));
+    let mut events = live.events(&admin, None).await;
+    assert_eq!(events.block(PATIENCE).await.unwrap(), ": connected");
+
+    let mut ddp = live.connected().await;
+    let login = ddp.call("login", json!([{"resume": admin.token}])).await;
+    assert_eq!(login["result"]["id"], admin.user_id.as_str());
+    let generated = common::archives::csv_archive(3, 6, 2, 30, 4);
+    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let answer = ddp
+        .call(
+            "uploadImportFile",
+            json!([content, "application/zip", "export.zip", "csv"]),
+        )
+        .await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    let data = ddp.call("getImportFileData", json!([])).await;
+    let selection = &data["result"];
+    assert_eq!(
+        selection["users"].as_array().map(Vec::len),
+        Some(generated.expected.users as usize),
+        "{data}"
+    );
+    assert_eq!(selection["message_count"], generated.expected.messages);
+    let answer = ddp
+        .call(
+            "startImport",
+            json!([{"users": {"all": true}, "channels": {"all": true}}]),
+        )
+        .await;
+    assert!(answer.get("error").is_none(), "{answer}");
+
+    // The subscriber sees the workflow's steps up to the end, in order.
+    let mut steps = Vec::new();
+    while steps.last().map(String::as_str) != Some("importer_done") {
+        let event = watcher.recv_no_ping().await;
+        assert_eq!(event["msg"], "changed", "{event}");
+        let step = event["fields"]["args"][0]["step"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(step, "importer_import_failed", "{event}");
+        if steps.last() != Some(&step) {
+            steps.push(step);
+        }
+    }
+    assert!(
+        steps.iter().any(|s| s == "importer_importing_users"),
+        "{steps:?}"
+    );
+    // The event stream saw the same operation reach the end.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let event = events.event(PATIENCE).await;
+        assert_eq!(event.event, "operation");
+        if event.data["status"] == "importer_done" {
+            assert_eq!(event.data["type"], "CSV");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no importer_done event");
+    }
+    for username in &generated.expected.user_ids {
+        assert!(
+            live.app
+                .store
+                .user_by_username(username)
+                .await
+                .unwrap()
+                .is_some(),
+            "{username} imported"
+        );
+    }
 }
 
 async fn ddp_stream_importers_subscription(db: TestDb) {
