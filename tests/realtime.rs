@@ -634,6 +634,29 @@ async fn ddp_login_by_resume_token_and_password_digest(db: TestDb) {
             None
         )
     );
+    // A resume token past its expiry.
+    let expired = importops::domain::secrets::new_raw_token();
+    live.app
+        .store
+        .insert_session(&importops::store::NewSession {
+            user_id: admin.user_id.clone(),
+            hashed_token: importops::domain::secrets::hash_token(&expired),
+            kind: importops::domain::auth::TokenKind::Login,
+            name: None,
+            issued_at_ms: before - 10_000,
+            expires_at_ms: Some(before - 1_000),
+        })
+        .await
+        .unwrap();
+    let refused = other.call("login", json!([{"resume": expired}])).await;
+    assert_eq!(
+        refused["error"],
+        meteor_error(
+            json!(403),
+            "Your session has expired. Please log in again.",
+            None
+        )
+    );
     let unrecognized = other.call("login", json!([{"what": 1}])).await;
     assert_eq!(
         unrecognized["error"],
@@ -1045,6 +1068,25 @@ async fn method_call_over_rest(db: TestDb) {
         json!({"msg": "result", "id": "9", "error": meteor_error(
             json!("error-operation-not-found"), "Import Operation Not Found",
             Some("getImportProgress"))})
+    );
+    // A user without the permission: the method's error inside the message; the path's
+    // method name is not the one run.
+    let viewer = live.app.user("viewer", &["user"]).await;
+    let (status, body) = live
+        .post(
+            "/api/v1/method.call/anything-at-all",
+            Some(&viewer),
+            &message("getLatestImportOperations", json!([])),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["success"], false);
+    let inner: Value = serde_json::from_str(body["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        inner,
+        json!({"msg": "result", "id": "9", "error": meteor_error(
+            json!("not_authorized"), "User not authorized",
+            Some("getLatestImportOperations"))})
     );
     // Without credentials: the API's 401.
     let (status, body) = live
