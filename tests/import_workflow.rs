@@ -105,7 +105,7 @@ fn assert_error(answer: &Answer, expected: Value) {
 async fn a_csv_archive_is_uploaded_prepared_and_imported(db: TestDb) {
     let env = env(&db).await;
     let generated = csv_archive(7, 12, 4, 300, 20);
-    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    let bytes = generated.archive.bytes();
     let expected = generated.expected;
 
     let answer = env.upload(&bytes, "export.zip", "csv").await;
@@ -277,7 +277,7 @@ async fn existing_users_are_matched_by_email_then_username(db: TestDb) {
         "users.csv",
         b"alice,alice@example.com,Alice Smith\nbob,bob@example.com,Bob Jones\ncarol,carol@example.com,Carol\n",
     )]);
-    let bytes = std::fs::read(archive.path()).unwrap();
+    let bytes = archive.bytes();
     assert_eq!(env.upload(&bytes, "u.zip", "csv").await.status, 200);
     let data = env.get("/api/v1/getImportFileData").await.json();
     assert_eq!(data["users"].as_array().unwrap().len(), 3);
@@ -543,7 +543,7 @@ async fn bad_archives_fail_without_a_server_error(db: TestDb) {
     );
     // A bad users.csv: the parser's error, the status left at its preparing step.
     let archive = zip_of(&[("users.csv", b"a,a@example.com,A\nb,b@example.com\n")]);
-    let bytes = std::fs::read(archive.path()).unwrap();
+    let bytes = archive.bytes();
     assert_eq!(env.upload(&bytes, "bad.zip", "csv").await.status, 200);
     let answer = env.get("/api/v1/getImportFileData").await;
     assert_error(
@@ -557,7 +557,7 @@ async fn bad_archives_fail_without_a_server_error(db: TestDb) {
     );
     // Nothing to import: failed, then the selection (empty) as Rocket.Chat answers it.
     let archive = zip_of(&[("readme.txt", b"hello")]);
-    let bytes = std::fs::read(archive.path()).unwrap();
+    let bytes = archive.bytes();
     assert_eq!(env.upload(&bytes, "empty.zip", "csv").await.status, 200);
     let data = env.get("/api/v1/getImportFileData").await;
     assert_eq!(data.status, 200, "{}", data.body);
@@ -594,12 +594,12 @@ async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
     .await;
     let outside = env.dir.path().parent().unwrap().to_owned();
     let stamp = format!("importops-escape-{}", std::process::id());
-    let good = std::fs::read(zip_of(&[("users.csv", b"alice,a@x.com,Alice\n")]).path()).unwrap();
+    let good = zip_of(&[("users.csv", b"alice,a@x.com,Alice\n")]).bytes();
     let mut rows = String::new();
     while rows.len() < 3 << 20 {
         rows.push_str("aaaaaaaaaaaaaaaaaaaa,aaaaaaaaaaaaaaaa@example.com,aaaaaaaaaaaaaaaaaaaa\n");
     }
-    let bomb = std::fs::read(zip_of(&[("users.csv", rows.as_bytes())]).path()).unwrap();
+    let bomb = zip_of(&[("users.csv", rows.as_bytes())]).bytes();
     assert!(bomb.len() < 64 * 1024, "a few KB that inflate to 3 MB");
     let up = format!("../{stamp}.csv");
     let absolute = format!("{}/{stamp}-abs.csv", outside.display());
@@ -617,24 +617,19 @@ async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
         ("bomb", bomb, "more than 1048576 bytes", users),
         (
             "parent",
-            std::fs::read(zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&up, b"x,1,y\n")]).path())
-                .unwrap(),
+            zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&up, b"x,1,y\n")]).bytes(),
             "refused",
             started,
         ),
         (
             "absolute",
-            std::fs::read(
-                zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&absolute, b"x,1,y\n")]).path(),
-            )
-            .unwrap(),
+            zip_of(&[("users.csv", b"a,a@x.com,A\n"), (&absolute, b"x,1,y\n")]).bytes(),
             "refused",
             started,
         ),
         (
             "latin-1",
-            std::fs::read(zip_of(&[("users.csv", b"j\xfcrgen,j@x.com,J\xfcrgen\n")]).path())
-                .unwrap(),
+            zip_of(&[("users.csv", b"j\xfcrgen,j@x.com,J\xfcrgen\n")]).bytes(),
             "is not UTF-8 text",
             users,
         ),
@@ -678,7 +673,7 @@ async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
         ),
         ("channels.json", b"[{\"id\":\"C1\", oops"),
     ]);
-    let bytes = std::fs::read(slack.path()).unwrap();
+    let bytes = slack.bytes();
     assert_eq!(env.upload(&bytes, "slack.zip", "slack").await.status, 200);
     let data = env.get("/api/v1/getImportFileData").await;
     assert_eq!(data.status, 200, "{}", data.body);
@@ -688,7 +683,7 @@ async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
     // A selection naming ids that were never staged imports none of them: the messages fail
     // for want of their room and author, and the import still ends.
     let generated = csv_archive(11, 5, 2, 40, 0);
-    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    let bytes = generated.archive.bytes();
     assert_eq!(env.upload(&bytes, "export.zip", "csv").await.status, 200);
     assert_eq!(env.get("/api/v1/getImportFileData").await.status, 200);
     let users_before = env.app.store.list_users().await.unwrap().len();
@@ -717,7 +712,7 @@ async fn bad_archives_through_http_are_clear_errors(db: TestDb) {
     // An operation invalidated while it waits (a bad users.csv leaves it preparing users, then
     // import.clear): getImportFileData says so.
     let archive = zip_of(&[("users.csv", b"a,a@example.com,A\nb,b@example.com\n")]);
-    let bytes = std::fs::read(archive.path()).unwrap();
+    let bytes = archive.bytes();
     assert_eq!(env.upload(&bytes, "bad.zip", "csv").await.status, 200);
     assert_eq!(env.get("/api/v1/getImportFileData").await.status, 400);
     assert_eq!(env.current().await["status"], "importer_preparing_users");
@@ -940,7 +935,7 @@ async fn pending_avatars_are_counted_and_handled(db: TestDb) {
 async fn downloads_follow_the_folder_and_ssrf_rules(db: TestDb) {
     // A mock server on loopback, allowed by host:port.
     let generated = csv_archive(3, 3, 1, 5, 0);
-    let zip = std::fs::read(generated.archive.path()).unwrap();
+    let zip = generated.archive.bytes();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let served = zip.clone();
@@ -1093,7 +1088,7 @@ async fn slack_exports_are_prepared_exactly_and_imported(db: TestDb) {
     let env = env(&db).await;
     let generated = slack_archive(5, 40, 6, 3_000);
     let expected = generated.expected;
-    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    let bytes = generated.archive.bytes();
     assert_eq!(env.upload(&bytes, "slack.zip", "slack").await.status, 200);
     let data = env.get("/api/v1/getImportFileData").await;
     assert_eq!(data.status, 200, "{}", data.body);
@@ -1140,7 +1135,7 @@ async fn slack_exports_are_prepared_exactly_and_imported(db: TestDb) {
 
     // The Slack users CSV: admins, bots and deactivated users.
     let (file, expected) = slack_users_csv(30);
-    let bytes = std::fs::read(file.path()).unwrap();
+    let bytes = file.bytes();
     assert_eq!(
         env.upload(&bytes, "users.csv", "slack-users").await.status,
         200

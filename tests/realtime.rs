@@ -326,6 +326,14 @@ fn meteor_error(error: Value, reason: &str, details: Option<&str>) -> Value {
     Value::Object(out)
 }
 
+/// The DDP result message inside a `method.call` / `method.callAnon` answer whose method threw
+/// (Rocket.Chat 8: a 400 with `success: false`).
+fn refused_call(status: u16, body: &Value) -> Value {
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    serde_json::from_str(body["message"].as_str().expect("a message")).expect("EJSON text")
+}
+
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
@@ -846,7 +854,7 @@ async fn ddp_methods_run_an_import_whose_progress_reaches_subscribers(db: TestDb
     let login = ddp.call("login", json!([{"resume": admin.token}])).await;
     assert_eq!(login["result"]["id"], admin.user_id.as_str());
     let generated = common::archives::csv_archive(3, 6, 2, 30, 4);
-    let bytes = std::fs::read(generated.archive.path()).unwrap();
+    let bytes = generated.archive.bytes();
     let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let answer = ddp
         .call(
@@ -1060,11 +1068,8 @@ async fn method_call_over_rest(db: TestDb) {
             &message("getImportProgress", json!([])),
         )
         .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["success"], false);
-    let inner: Value = serde_json::from_str(body["message"].as_str().unwrap()).unwrap();
     assert_eq!(
-        inner,
+        refused_call(status, &body),
         json!({"msg": "result", "id": "9", "error": meteor_error(
             json!("error-operation-not-found"), "Import Operation Not Found",
             Some("getImportProgress"))})
@@ -1079,11 +1084,8 @@ async fn method_call_over_rest(db: TestDb) {
             &message("getLatestImportOperations", json!([])),
         )
         .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["success"], false);
-    let inner: Value = serde_json::from_str(body["message"].as_str().unwrap()).unwrap();
     assert_eq!(
-        inner,
+        refused_call(status, &body),
         json!({"msg": "result", "id": "9", "error": meteor_error(
             json!("not_authorized"), "User not authorized",
             Some("getLatestImportOperations"))})
@@ -1116,10 +1118,8 @@ async fn method_call_over_rest(db: TestDb) {
             &message("getImportProgress", json!([])),
         )
         .await;
-    assert_eq!(status, 400);
-    let inner: Value = serde_json::from_str(body["message"].as_str().unwrap()).unwrap();
     assert_eq!(
-        inner["error"],
+        refused_call(status, &body)["error"],
         meteor_error(
             json!("error-invalid-user"),
             "Invalid user",

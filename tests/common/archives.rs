@@ -20,6 +20,11 @@ impl TempArchive {
         &self.file
     }
 
+    /// The zip's bytes (to upload it).
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.file).expect("read the archive")
+    }
+
     /// Keeps the file past the end of the test (for a server that reads it by path).
     pub fn keep(self) -> PathBuf {
         self.file.keep().expect("keep the archive")
