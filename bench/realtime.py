@@ -205,15 +205,6 @@ class Subscriber:
     def connection_lost(self, exc):
         self.fail("closed before it was ready")
 
-    def eof_received(self):
-        return False
-
-    def pause_writing(self):
-        pass
-
-    def resume_writing(self):
-        pass
-
     def received(self) -> list[tuple[str, float]]:
         """(key, time) of each event read: SSE by operation id, DDP by its progress payload."""
         out = []
